@@ -1,0 +1,364 @@
+"""`eager_scope()` / `graph_scope()`: the settings object and its activations.
+
+A `Scope` is the settings (value, local or process). Every `__enter__` and
+every call of a decorated function creates a fresh `Activation`, which is what
+is pushed on the context's local stack or registered with the process
+registry. All entry points (with, async with, the function, coroutine,
+generator and async generator wrappers) go through `Activation.enter` and
+`Activation.exit`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import threading
+import warnings
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable, Generator, TypeVar, overload
+
+from . import _hook, _local
+from ._errors import EagerctlError, EagerctlWarning
+from ._registry import REGISTRY
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_get_ident = threading.get_ident
+_modules = sys.modules
+
+# Local activations currently active in any thread or task, for `status()` and
+# for refusing to uninstall the hook under them. Single dict operations are
+# atomic, so no lock is taken on this path.
+LIVE_LOCAL: dict[Activation, None] = {}
+
+
+def active_local_count() -> int:
+    return len(LIVE_LOCAL)
+
+
+def _current_task() -> object | None:
+    aio = _modules.get("asyncio")
+    if aio is None:
+        return None
+    try:
+        return aio.current_task()  # type: ignore[no-any-return]
+    except RuntimeError:  # no running event loop in this thread
+        return None
+
+
+def thread_name(ident: int) -> str:
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    return thread.name if thread is not None else f"thread {ident} (finished)"
+
+
+class Activation:
+    """One entry of a scope: what the local stack and the registry hold."""
+
+    __slots__ = ("scope", "value", "thread", "task", "filename", "lineno", "older", "newer", "registered")
+
+    def __init__(self, scope: Scope, depth: int) -> None:
+        self.scope = scope
+        self.value = scope.enabled
+        self.thread = _get_ident()
+        self.task = None if scope.process else _current_task()
+        frame = sys._getframe(depth + 1)
+        self.filename = frame.f_code.co_filename
+        self.lineno = frame.f_lineno
+        self.older: Activation | None = None
+        self.newer: Activation | None = None
+        self.registered = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+    def describe(self) -> str:
+        text = f"entered at {self.where} in thread {thread_name(self.thread)!r}"
+        if self.task is not None:
+            text += f", asyncio task {_task_name(self.task)!r}"
+        return text
+
+    def enter(self, stacklevel: int) -> None:
+        if self.scope.process:
+            _hook.load()
+        else:
+            _hook.require_local()
+        # Warn before changing anything: a warnings filter may turn it into an error.
+        if _hook.executing_eagerly is not None and not _hook.executing_eagerly():
+            warnings.warn(
+                f"{self.scope!r} was entered while TensorFlow is tracing a graph ({self.where}); "
+                "it cannot change the graph being built. Enter it outside the tf.function, "
+                "or decorate the function you want eager with @eagerctl.debuggable",
+                EagerctlWarning,
+                stacklevel=stacklevel,
+            )
+        if self.scope.process:
+            REGISTRY.enter(self)
+        else:
+            _local.push(self)
+            LIVE_LOCAL[self] = None
+
+    def exit(self) -> None:
+        if self.scope.process:
+            if not REGISTRY.exit(self):
+                raise EagerctlError(
+                    f"{self.scope!r} cannot exit: it is not active (it was {self.describe()} "
+                    "and has already exited); exit a scope once per entry"
+                )
+            return
+        if self.thread != _get_ident() or (self.task is not None and self.task is not _current_task()):
+            here = f"thread {thread_name(_get_ident())!r}"
+            task = _current_task()
+            if task is not None:
+                here += f", asyncio task {_task_name(task)!r}"
+            raise EagerctlError(
+                f"{self.scope!r} cannot exit in {here}: it was {self.describe()}, and a local "
+                f"scope can only be exited by the thread and asyncio task that entered it; exit "
+                f"it there, or use {self.scope.factory}(process=True) for a scope shared by threads"
+            )
+        if not _local.remove(self):
+            raise EagerctlError(
+                f"{self.scope!r} cannot exit: it is not active in this context (it was "
+                f"{self.describe()}); exit a scope once per entry, in the context that entered it"
+            )
+        LIVE_LOCAL.pop(self, None)
+
+
+def _task_name(task: object) -> str:
+    get_name = getattr(task, "get_name", None)
+    return str(get_name()) if get_name is not None else repr(task)
+
+
+class Scope:
+    """Forces `tf.function` calls eager (or compiled) in a block or a function.
+
+    Create one with `eager_scope()` or `graph_scope()`. Use it as `with`,
+    `async with`, or a decorator. One object is active at most once at a time;
+    as a decorator it enters a fresh activation on every call.
+    """
+
+    __slots__ = ("enabled", "process", "factory", "_activation", "_last")
+
+    def __init__(self, enabled: bool, process: bool, factory: str) -> None:
+        self.enabled = enabled
+        self.process = process
+        self.factory = factory
+        self._activation: Activation | None = None
+        self._last: Activation | None = None
+
+    def __repr__(self) -> str:
+        if self.factory == "graph_scope":
+            return "graph_scope(process=True)" if self.process else "graph_scope()"
+        return f"eager_scope({self.enabled}, process=True)" if self.process else f"eager_scope({self.enabled})"
+
+    @property
+    def active(self) -> bool:
+        """Whether this object is currently entered (decorated calls not counted)."""
+        return self._activation is not None
+
+    # -- context manager ----------------------------------------------------
+    def _enter(self, depth: int) -> None:
+        current = self._activation
+        if current is not None:
+            raise EagerctlError(
+                f"{self!r} is already active ({current.describe()}); a scope object is active "
+                f"at most once at a time: create a new {self.factory}() for a nested block"
+            )
+        act = Activation(self, depth + 1)
+        act.enter(depth + 3)
+        self._activation = act
+        self._last = act
+
+    def _exit(self) -> None:
+        act = self._activation
+        if act is None:
+            if self._last is None:
+                raise EagerctlError(f"{self!r} cannot exit: it is not active (it was never entered); "
+                                    "exit a scope only after entering it")
+            raise EagerctlError(
+                f"{self!r} cannot exit: it is not active (it was {self._last.describe()} and has "
+                "already exited); exit a scope once per entry"
+            )
+        act.exit()
+        self._activation = None
+
+    def __enter__(self) -> Self:
+        self._enter(1)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._exit()
+
+    async def __aenter__(self) -> Self:
+        self._enter(1)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self._exit()
+
+    # -- decorator ------------------------------------------------------------
+    @overload
+    def __call__(self, fn: F) -> F: ...
+    @overload
+    def __call__(self, fn: object) -> Any: ...
+    def __call__(self, fn: Any) -> Any:
+        if isinstance(fn, (classmethod, staticmethod)):
+            raise TypeError(
+                f"{self!r} cannot decorate {fn!r} directly: put @{self.factory}(...) below "
+                f"@{type(fn).__name__}, next to the function"
+            )
+        if isinstance(fn, type) or not (
+            inspect.isroutine(fn) or isinstance(fn, functools.partial) or hasattr(fn, "python_function")
+        ):
+            raise TypeError(
+                f"{self!r} cannot decorate {fn!r}: it decorates functions, methods, tf.functions, "
+                "coroutine functions, generator functions and async generator functions; wrap "
+                f"other code in a block instead: with {self!r}: ..."
+            )
+        if inspect.isasyncgenfunction(fn):
+            return self._wrap_async_generator(fn)
+        if inspect.iscoroutinefunction(fn):
+            return self._wrap_coroutine(fn)
+        if inspect.isgeneratorfunction(fn):
+            return self._wrap_generator(fn)
+        return self._wrap_function(fn)
+
+    def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def scoped(*args: Any, **kwargs: Any) -> Any:
+            act = Activation(self, 1)
+            act.enter(3)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                act.exit()
+
+        return scoped
+
+    def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        async def scoped(*args: Any, **kwargs: Any) -> Any:
+            act = Activation(self, 1)
+            act.enter(3)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                act.exit()
+
+        return scoped
+
+    def _wrap_generator(self, fn: Callable[..., Generator[Any, Any, Any]]) -> Callable[..., Any]:
+        # The scope is active only while the generator body runs: around each
+        # send/throw/close, never while it is suspended at a yield.
+        @functools.wraps(fn)
+        def scoped(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            gen = fn(*args, **kwargs)
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                act = Activation(self, 1)
+                act.enter(3)
+                try:
+                    item = gen.send(to_send) if to_throw is None else gen.throw(to_throw)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    to_throw = None
+                    act.exit()
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    act = Activation(self, 1)
+                    act.enter(3)
+                    try:
+                        gen.close()
+                    finally:
+                        act.exit()
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - forwarded into the body
+                    to_throw = exc
+
+        return scoped
+
+    def _wrap_async_generator(self, fn: Callable[..., AsyncGenerator[Any, Any]]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        async def scoped(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            agen = fn(*args, **kwargs)
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                act = Activation(self, 1)
+                act.enter(3)
+                try:
+                    if to_throw is None:
+                        item = await agen.asend(to_send)
+                    else:
+                        item = await agen.athrow(to_throw)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    to_throw = None
+                    act.exit()
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    act = Activation(self, 1)
+                    act.enter(3)
+                    try:
+                        await agen.aclose()
+                    finally:
+                        act.exit()
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - forwarded into the body
+                    to_throw = exc
+
+        return scoped
+
+
+def _check_bool(factory: str, name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{factory}({name}={value!r}): {name} must be a bool (True or False), "
+            f"not {type(value).__name__}"
+        )
+
+
+def eager_scope(enabled: bool = True, *, process: bool = False) -> Scope:
+    """Run `tf.function` calls eagerly (their Python body) in a block or function.
+
+    Local by default: only this thread or asyncio task is affected, and other
+    threads keep their compiled graphs. `process=True` drives TensorFlow's
+    global flag through eagerctl's registry, restored safely whatever the
+    order of exits. `enabled=False` forces compiled graphs (see `graph_scope`).
+
+    Example::
+
+        with eagerctl.eager_scope():
+            loss = train_step(x, y)   # body runs line by line: print, pdb, .numpy()
+    """
+    _check_bool("eager_scope", "enabled", enabled)
+    _check_bool("eager_scope", "process", process)
+    return Scope(enabled, process, "eager_scope")
+
+
+def graph_scope(*, process: bool = False) -> Scope:
+    """Force `tf.function` calls to run their compiled graphs in a block or function.
+
+    Wins over an outer `eager_scope()` and over a global
+    `tf.config.run_functions_eagerly(True)` for this thread or task.
+
+    Example::
+
+        tf.config.run_functions_eagerly(True)     # debugging everything...
+        with eagerctl.graph_scope():
+            evaluate(model)                       # ...but this part stays fast
+    """
+    _check_bool("graph_scope", "process", process)
+    return Scope(False, process, "graph_scope")
+

@@ -1,0 +1,98 @@
+"""`is_eager()` and `status()`: what mode a `tf.function` call gets, and why."""
+
+from __future__ import annotations
+
+from . import _hook, _local
+from ._registry import REGISTRY
+from ._scope import LIVE_LOCAL, Activation, thread_name
+
+
+def is_eager() -> bool:
+    """Whether a `tf.function` called here, now, runs eagerly.
+
+    The innermost local scope of this thread or asyncio task decides; without
+    one, TensorFlow's process flag does.
+
+    Example::
+
+        with eagerctl.eager_scope():
+            assert eagerctl.is_eager()
+    """
+    _hook.load()
+    value = _local.override()
+    return _hook.read_flag() if value is None else value
+
+
+class ScopeInfo:
+    """One active scope, as `status()` reports it."""
+
+    __slots__ = ("scope", "kind", "enabled", "thread", "where")
+
+    def __init__(self, act: Activation) -> None:
+        self.scope = repr(act.scope)
+        self.kind = "process" if act.scope.process else "local"
+        self.enabled = act.value
+        self.thread = thread_name(act.thread)
+        self.where = act.where
+
+    def __repr__(self) -> str:
+        return (f"ScopeInfo(scope={self.scope!r}, kind={self.kind!r}, enabled={self.enabled}, "
+                f"thread={self.thread!r}, where={self.where!r})")
+
+
+class Status:
+    """A snapshot of eagerctl's state; `str()` of it is a readable report.
+
+    Attributes: `tensorflow` (version, or None when TF is not imported yet),
+    `hook_installed`, `process_flag` (TF's global flag, None without TF),
+    `baseline` (the flag's value with no process scope active), `override`
+    (this context's local override, or None), `is_eager` (the effective mode
+    here), `scopes` (every active scope, oldest first).
+    """
+
+    __slots__ = ("tensorflow", "hook_installed", "process_flag", "baseline", "override", "is_eager", "scopes")
+
+    def __init__(self) -> None:
+        loaded = _hook.flag_module is not None
+        self.tensorflow = _hook.tf_version
+        self.hook_installed = _hook.installed
+        baseline, process = REGISTRY.snapshot()
+        self.process_flag: bool | None = _hook.read_flag() if loaded else None
+        self.baseline: bool | None = (baseline if process else self.process_flag) if loaded else None
+        self.override = _local.override()
+        self.is_eager: bool | None = self.override if self.override is not None else self.process_flag
+        local = list(LIVE_LOCAL.copy())
+        self.scopes = tuple(ScopeInfo(a) for a in local + process)
+
+    def __repr__(self) -> str:
+        return (f"Status(tensorflow={self.tensorflow!r}, hook_installed={self.hook_installed}, "
+                f"process_flag={self.process_flag}, baseline={self.baseline}, override={self.override}, "
+                f"is_eager={self.is_eager}, scopes={list(self.scopes)!r})")
+
+    def __str__(self) -> str:
+        def mode(value: bool | None) -> str:
+            return "-" if value is None else ("eager" if value else "graph")
+
+        lines = [
+            f"tensorflow       {self.tensorflow or 'not imported'}",
+            f"hook installed   {'yes' if self.hook_installed else 'no'}",
+            f"process flag     {mode(self.process_flag)}",
+            f"baseline         {mode(self.baseline)}",
+            f"local override   {mode(self.override)}",
+            f"effective here   {mode(self.is_eager)}",
+            f"active scopes    {len(self.scopes) or 'none'}",
+        ]
+        for info in self.scopes:
+            lines.append(f"  {info.kind:<8} {mode(info.enabled):<6} {info.scope:<28} "
+                         f"thread {info.thread!r} at {info.where}")
+        return "\n".join(lines)
+
+
+def status() -> Status:
+    """Snapshot of the process flag, baseline, this context's override and every active scope.
+
+    Does not import TensorFlow. Example::
+
+        print(eagerctl.status())
+    """
+    return Status()
