@@ -102,7 +102,7 @@ class Registry:
     def _before_fork(self) -> None:
         # Wait (briefly) for an operation in another thread to finish, so the
         # child gets a consistent list. Operations never block, so this is short.
-        self._held_for_fork = self._lock.acquire(timeout=5)
+        self._held_for_fork = self._lock.acquire(timeout=1.0)
 
     def _after_fork_in_parent(self) -> None:
         if self._held_for_fork:
