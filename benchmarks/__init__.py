@@ -1,0 +1,1 @@
+"""eagerctl's benchmarks: `python -m benchmarks [--quick] [--json FILE] [--plot FILE.png]`."""

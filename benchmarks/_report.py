@@ -1,0 +1,175 @@
+"""The machine description, the Markdown tables, the JSON and the plot."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+from benchmarks._figures import Row, StepResult, fmt_time
+
+
+def machine() -> dict[str, Any]:
+    import tensorflow as tf
+
+    import eagerctl
+
+    try:
+        import keras
+
+        keras_version = str(keras.__version__)
+    except ImportError:  # TF 2.13-2.15 without a separate keras package
+        keras_version = str(getattr(tf.keras, "__version__", "unknown"))
+    memory = cpu = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    memory = round(int(line.split()[1]) / 1024 / 1024, 1)
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # not Linux
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": memory,
+        "cpu": cpu or platform.processor() or "unknown",
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "tensorflow": tf.__version__,
+        "keras": keras_version,
+        "eagerctl": eagerctl.__version__,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def describe(m: dict[str, Any]) -> str:
+    load = m.get("load_average")
+    load_text = f", load average {load[0]:.2f} at start" if load else ""
+    return (f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['platform']}, "
+            f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}, "
+            f"eagerctl {m['eagerctl']}{load_text}")
+
+
+def _ratio_text(row: Row) -> str:
+    if row.ratio is None:
+        return "-"
+    return f"{row.ratio:.3f}" if row.ratio < 10 else f"{row.ratio:.1f}"
+
+
+def _met_text(row: Row) -> str:
+    if row.met is None:
+        return "" if row.bound is None and row.ratio is not None else "n/a"
+    return "yes" if row.met else "**no**"
+
+
+def figures_table(rows: list[Row]) -> str:
+    lines = ["| figure | eagerctl | anchor | ratio | target | met |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        lines.append(f"| {row.figure} | {row.ours} | {row.anchor} | {_ratio_text(row)} | {row.target} | "
+                     f"{_met_text(row)} |")
+    return "\n".join(lines)
+
+
+def steps_table(steps: list[StepResult], loss: StepResult | str) -> str:
+    lines = ["| train step | compiled, per call | eager, per call | eager slowdown |",
+             "| --- | --- | --- | --- |"]
+    for s in steps:
+        lines.append(f"| {s.name} | {fmt_time(s.compiled)} | {fmt_time(s.eager)} | {s.slowdown:.1f}x |")
+    if isinstance(loss, str):
+        lines.append(f"| article's train step, only its loss `@debuggable` | {loss} | | |")
+    else:
+        e = loss.extra
+        lines.append(
+            f"| {loss.name} ({e['mode'].split(':')[0]}) | {fmt_time(loss.compiled)} "
+            f"(fully compiled {fmt_time(e['compiled_plain'])}) | {fmt_time(loss.eager)} (fully eager) | "
+            f"{loss.slowdown:.2f}x of compiled (fully eager {e['eager_over_compiled']:.1f}x) |"
+        )
+    return "\n".join(lines)
+
+
+def notes(rows: list[Row]) -> str:
+    return "\n".join(f"- {row.figure.strip()}: {row.note}" for row in rows if row.note)
+
+
+def to_json(m: dict[str, Any], mode: str, seconds: float, rows: list[Row], steps: list[StepResult], *,
+            loss: StepResult | str) -> dict[str, Any]:
+    def step_json(s: StepResult) -> dict[str, Any]:
+        return {"key": s.key, "name": s.name, "compiled_seconds": s.compiled, "eager_seconds": s.eager,
+                "slowdown": s.slowdown, **s.extra}
+
+    return {
+        "machine": m,
+        "mode": mode,
+        "python_executable": sys.executable,
+        "duration_seconds": seconds,
+        "figures": [
+            {"key": r.key, "figure": r.figure.strip(), "eagerctl": r.ours, "anchor": r.anchor,
+             "ratio": r.ratio, "target": r.target, "bound": r.bound, "kind": r.kind, "met": r.met,
+             "note": r.note, **r.data}
+            for r in rows
+        ],
+        "train_steps": [step_json(s) for s in steps],
+        "debuggable_loss": loss if isinstance(loss, str) else step_json(loss),
+    }
+
+
+def plot(path: str, m: dict[str, Any], rows: list[Row], steps: list[StepResult],
+         loss: StepResult | str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targeted = [r for r in rows if r.bound is not None and r.ratio is not None]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.25, 1]})
+
+    labels = [r.figure.replace("`", "") for r in targeted][::-1]
+    values = [r.ratio for r in targeted][::-1]
+    colors = ["#2b8a3e" if r.met else "#c92a2a" for r in targeted][::-1]
+    ys = range(len(targeted))
+    left.barh(ys, values, color=colors, height=0.6)
+    for y, r in zip(ys, targeted[::-1], strict=True):
+        marker = "<" if r.kind == "max" else ">"
+        left.plot([r.bound], [y], marker=marker, color="black", markersize=9, linestyle="none")
+        left.plot([r.bound, r.bound], [y - 0.38, y + 0.38], color="black", linewidth=1.5)
+        left.text(max(r.ratio or 0, r.bound or 0) * 1.02 + 0.02, y, f"{r.ratio:.2f}", va="center", fontsize=8)
+    left.set_yticks(list(ys), labels, fontsize=8)
+    left.set_xlabel("ratio to the anchor (bar); target (black mark: < at most, > at least)")
+    left.set_title("eagerctl against its anchors (green: target met)", fontsize=10)
+    left.set_xlim(0, max([*(r.ratio or 0 for r in targeted), *(r.bound or 0 for r in targeted)]) * 1.2)
+
+    names = [s.name.split(" (")[0] for s in steps]
+    compiled = [s.compiled * 1e3 for s in steps]
+    eager = [s.eager * 1e3 for s in steps]
+    island = None
+    if not isinstance(loss, str):
+        names.append("article step,\nloss @debuggable")
+        compiled.append(loss.extra["compiled_plain"] * 1e3)
+        eager.append(loss.eager * 1e3)
+        island = loss.compiled * 1e3
+    xs = list(range(len(names)))
+    width = 0.27
+    right.bar([x - width for x in xs], compiled, width, label="compiled", color="#1c7ed6")
+    right.bar(xs, eager, width, label="eager", color="#f08c00")
+    if island is not None:
+        right.bar([xs[-1] + width], [island], width, label="compiled, loss @debuggable", color="#7048e8")
+    for x, c, e in zip(xs, compiled, eager, strict=True):
+        right.text(x, e * 1.08, f"{e / c:.1f}x", ha="center", fontsize=8)
+    right.set_yscale("log")
+    right.set_xticks(xs, [n.replace("'s train step", "") for n in names], fontsize=8, rotation=12)
+    right.set_ylabel("milliseconds per call (log)")
+    right.set_title("train steps: compiled against eager", fontsize=10)
+    right.legend(fontsize=8)
+
+    fig.suptitle(describe(m), fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

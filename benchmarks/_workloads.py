@@ -1,0 +1,110 @@
+"""The train steps whose compiled and eager costs users weigh.
+
+Each builder returns a compiled step (`tf.function`) and its arguments. The
+article's step is its Example 3 as written (a one-unit Dense model, Adam, MSE,
+three samples) with the `@tf.function` the article leaves out; the others are
+the sizes people actually debug: a 512-wide MLP on MNIST-shaped batches and a
+small convolutional network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Workload:
+    key: str
+    name: str
+    step: Any  # a tf.function taking `args`
+    args: tuple[Any, ...]
+    loss_calls: list[int]  # one entry per run of the loss function's Python body
+
+
+def _train_step(model: Any, optimizer: Any, loss_fn: Callable[..., Any]) -> Any:
+    import tensorflow as tf
+
+    @tf.function
+    def step(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            predictions = model(x, training=True)
+            loss = loss_fn(y, predictions)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    return step
+
+
+def article(wrap_loss: Callable[[Any], Any] | None = None) -> Workload:
+    """The source article's Example 3, compiled; `wrap_loss` decorates its loss function."""
+    import tensorflow as tf
+
+    class SimpleModel(tf.keras.Model):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = tf.keras.layers.Dense(1)
+
+        def call(self, x: Any) -> Any:
+            return self.dense(x)
+
+    tf.keras.utils.set_random_seed(0)
+    model = SimpleModel()
+    mse = tf.keras.losses.MeanSquaredError()
+    calls: list[int] = []
+
+    # A plain function around the article's loss object, so that `@debuggable`
+    # (which decorates functions) can be applied to exactly the loss.
+    def loss_fn(y: Any, predictions: Any) -> Any:
+        calls.append(1)
+        return mse(y, predictions)
+
+    step = _train_step(model, tf.keras.optimizers.Adam(), wrap_loss(loss_fn) if wrap_loss else loss_fn)
+    x = tf.constant([[1.0], [2.0], [3.0]], dtype=tf.float32)
+    y = tf.constant([[2.0], [4.0], [6.0]], dtype=tf.float32)
+    key = "article_debuggable_loss" if wrap_loss else "article"
+    name = "article's train step (Dense(1), Adam, 3 samples)"
+    if wrap_loss:
+        name = "article's train step, loss @debuggable"
+    return Workload(key, name, step, (x, y), calls)
+
+
+def mlp() -> Workload:
+    """784 -> 512 -> 512 -> 10, ReLU, Adam, batch 128."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([
+        tf.keras.Input(shape=(784,)),
+        tf.keras.layers.Dense(512, activation="relu"),
+        tf.keras.layers.Dense(512, activation="relu"),
+        tf.keras.layers.Dense(10),
+    ])
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    step = _train_step(model, tf.keras.optimizers.Adam(), loss)
+    x = tf.random.normal((128, 784), seed=1)
+    y = tf.random.uniform((128,), maxval=10, dtype=tf.int32, seed=2)
+    return Workload("mlp", "512-wide MLP train step (784-512-512-10, batch 128)", step, (x, y), [])
+
+
+def conv() -> Workload:
+    """Conv(16)-Pool-Conv(32)-Pool-Dense(10) on 28x28x1, Adam, batch 32."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([
+        tf.keras.Input(shape=(28, 28, 1)),
+        tf.keras.layers.Conv2D(16, 3, activation="relu"),
+        tf.keras.layers.MaxPooling2D(),
+        tf.keras.layers.Conv2D(32, 3, activation="relu"),
+        tf.keras.layers.MaxPooling2D(),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(10),
+    ])
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    step = _train_step(model, tf.keras.optimizers.Adam(), loss)
+    x = tf.random.normal((32, 28, 28, 1), seed=1)
+    y = tf.random.uniform((32,), maxval=10, dtype=tf.int32, seed=2)
+    return Workload("conv", "small conv train step (2 conv + dense, 28x28, batch 32)", step, (x, y), [])
