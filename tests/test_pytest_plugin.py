@@ -1,0 +1,413 @@
+"""The pytest plugin, run through `pytester` against real TensorFlow.
+
+Inner sessions run in this process (`runpytest`), which is fast because TF is
+imported once; only the "never imports TensorFlow" check needs a fresh
+process. Each inner test asserts how its own `tf.function` calls ran.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+
+import pytest
+import tensorflow as tf
+
+pytest_plugins = ["pytester"]
+
+
+def _entry_point_registered() -> bool:
+    entry_points = importlib.metadata.entry_points(group="pytest11")
+    return any(ep.value == "eagerctl._pytest_plugin" for ep in entry_points)
+
+
+# Where eagerctl is not installed (the TF 2.13 environment) the entry point is
+# not registered: load the plugin by its module name, as a user would there.
+PLUGIN = [] if _entry_point_registered() else ["-p", "eagerctl._pytest_plugin"]
+ARGS = ["-p", "no:cacheprovider", *PLUGIN]
+
+# `mode()` calls a fresh tf.function and reports how that call ran: "eager"
+# when its Python body ran, "graph" when it ran the traced graph.
+PROBE = """
+import threading
+
+import pytest
+import tensorflow as tf
+
+
+def make_probe():
+    seen = []
+
+    @tf.function
+    def f(x):
+        seen.append(tf.executing_eagerly())
+        return x * 2
+
+    def mode():
+        before = len(seen)
+        assert int(f(tf.constant(3))) == 6
+        return "eager" if len(seen) > before and seen[-1] else "graph"
+
+    mode.f = f
+    return mode
+
+
+@pytest.fixture
+def probe():
+    return make_probe()
+
+
+@pytest.fixture(name="make_probe")
+def make_probe_fixture():
+    return make_probe
+
+
+def _mode_in_thread(probe):
+    out = []
+    t = threading.Thread(target=lambda: out.append(probe()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+@pytest.fixture
+def mode_in_thread():
+    return _mode_in_thread
+"""
+
+
+@pytest.fixture
+def tfdir(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(PROBE)
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    result = pytester.runpytest(*ARGS, *args)
+    assert not tf.config.functions_run_eagerly(), "an inner session left the flag changed"
+    return result
+
+
+def test_markers_force_the_mode_of_every_call(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(
+        """
+        import pytest
+        import tensorflow as tf
+
+        @pytest.mark.tf_eager
+        def test_eager(probe, tf_mode, mode_in_thread):
+            assert (probe(), probe(), tf_mode) == ("eager", "eager", "eager")
+            assert tf.config.functions_run_eagerly()
+            assert mode_in_thread(probe) == "eager"   # threads the test starts too
+
+        @pytest.mark.tf_graph
+        def test_graph(probe, tf_mode):
+            tf.config.run_functions_eagerly(True)
+            try:
+                assert (probe(), tf_mode) == ("eager", "graph")  # a direct write still wins
+            finally:
+                tf.config.run_functions_eagerly(False)
+            assert probe() == "graph"
+
+        def test_unmarked(probe, tf_mode):
+            assert (probe(), tf_mode) == ("graph", "graph")
+
+        @pytest.mark.tf_eager
+        class TestClass:
+            def test_inherits(self, probe):
+                assert probe() == "eager"
+
+            @pytest.mark.tf_graph
+            def test_nearest_wins(self, probe, tf_mode):
+                assert (probe(), tf_mode) == ("graph", "graph")
+        """
+    )
+    run(tfdir).assert_outcomes(passed=5)
+
+
+def test_marker_scope_covers_fixture_setup_and_teardown(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(
+        """
+        import pytest
+
+        seen = []
+
+        @pytest.fixture
+        def trained(make_probe):
+            probe = make_probe()
+            seen.append(("setup", probe()))
+            yield probe
+            seen.append(("teardown", probe()))
+
+        @pytest.mark.tf_eager
+        def test_marked(trained):
+            seen.append(("call", trained()))
+
+        def test_after():
+            assert seen == [("setup", "eager"), ("call", "eager"), ("teardown", "eager")]
+        """
+    )
+    run(tfdir).assert_outcomes(passed=2)
+
+
+def test_both_modes_runs_twice_with_ids(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(
+        """
+        import pytest
+        import tensorflow as tf
+
+        runs = []
+
+        @pytest.mark.tf_both_modes
+        def test_step(probe, tf_mode):
+            runs.append((tf_mode, probe(), probe(), probe.f.experimental_get_tracing_count()))
+
+        @pytest.mark.tf_both_modes
+        def test_without_fixture(probe):
+            runs.append(probe())
+
+        @pytest.mark.tf_both_modes
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_with_params(n, tf_mode):
+            pass
+
+        @pytest.mark.tf_both_modes
+        class TestBoth:
+            def test_method(self, tf_mode):
+                assert tf.config.functions_run_eagerly() == (tf_mode == "eager")
+
+        def test_after():
+            assert runs == [("eager", "eager", "eager", 0), ("graph", "graph", "graph", 1), "eager", "graph"]
+        """
+    )
+    result = run(tfdir, "-v")
+    result.assert_outcomes(passed=11)
+    result.stdout.fnmatch_lines_random([
+        "*::test_step[[]tf-eager[]] PASSED*",
+        "*::test_step[[]tf-graph[]] PASSED*",
+        "*::test_without_fixture[[]tf-eager[]] PASSED*",
+        "*::test_without_fixture[[]tf-graph[]] PASSED*",
+        "*::test_with_params[[]1-tf-eager[]] PASSED*",
+        "*::test_with_params[[]2-tf-graph[]] PASSED*",
+        "*::TestBoth::test_method[[]tf-eager[]] PASSED*",
+        "*::TestBoth::test_method[[]tf-graph[]] PASSED*",
+    ])
+
+
+def test_session_option_eager(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(
+        """
+        import pytest
+        import tensorflow as tf
+
+        def test_everything_eager(probe, tf_mode, mode_in_thread):
+            assert (probe(), tf_mode, tf.config.functions_run_eagerly()) == ("eager", "eager", True)
+            assert mode_in_thread(probe) == "eager"
+
+        @pytest.mark.tf_graph
+        def test_marker_wins(probe, tf_mode, mode_in_thread):
+            assert (probe(), tf_mode) == ("graph", "graph")
+            assert mode_in_thread(probe) == "graph"
+
+        def test_back_to_session_mode(probe):
+            assert probe() == "eager"
+        """
+    )
+    result = run(tfdir, "--tf-eager")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["eagerctl: every tf.function runs eager (--tf-eager)"])
+
+
+def test_session_option_graph_wins_over_a_global_flag(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(
+        """
+        def test_graph(probe, tf_mode):
+            assert (probe(), tf_mode) == ("graph", "graph")
+        """
+    )
+    tf.config.run_functions_eagerly(True)
+    try:
+        result = tfdir.runpytest(*ARGS, "--tf-graph")
+        assert tf.config.functions_run_eagerly()  # the baseline is back after the session
+    finally:
+        tf.config.run_functions_eagerly(False)
+    result.assert_outcomes(passed=1)
+
+
+def test_both_session_options_is_a_usage_error(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile("def test_x(): pass")
+    result = run(tfdir, "--tf-eager", "--tf-graph")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --tf-eager and --tf-graph exclude each other: give one of them"])
+
+
+def test_conflicting_markers_error_naming_the_test(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.tf_eager
+        @pytest.mark.tf_graph
+        def test_both():
+            pass
+        """
+    )
+    result = run(tfdir)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "test_conflicting_markers_error_naming_the_test.py::test_both: markers tf_eager, "
+        "tf_graph exclude each other (both on 'test_conflicting_markers_error_naming_the_test.py::"
+        "test_both'); keep one of them"
+    ])
+
+
+def _guard_message(nodeid: str, leaked: bool, start: bool) -> str:
+    return (
+        f"{nodeid} set tf.config.run_functions_eagerly({leaked}) and did not restore it "
+        f"(it was {start} when the test started); eagerctl has restored it. Use `with "
+        "eagerctl.eager_scope():`, or restore the flag in a finally block or fixture teardown; "
+        "`tf_flag_guard = false` in the pytest ini options turns this check off"
+    )
+
+
+GUARDED = """
+import pytest
+import tensorflow as tf
+
+@pytest.fixture
+def eager_flag():
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+def test_leaks():
+    tf.config.run_functions_eagerly(True)
+
+def test_flag_was_restored():
+    assert not tf.config.functions_run_eagerly()
+
+def test_restored_by_fixture_teardown(eager_flag):
+    assert tf.config.functions_run_eagerly()
+
+@pytest.mark.tf_graph
+def test_leaks_under_marker():
+    tf.config.run_functions_eagerly(True)
+
+def test_still_restored():
+    assert not tf.config.functions_run_eagerly()
+"""
+
+
+def test_guard_fails_a_test_that_leaks_the_flag(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(test_guard=GUARDED)
+    result = run(tfdir)
+    result.assert_outcomes(passed=5, errors=2)
+    lines = result.stdout.lines
+    for name in ["test_leaks", "test_leaks_under_marker"]:
+        assert _guard_message(f"test_guard.py::{name}", True, False) in lines
+    result.stdout.fnmatch_lines(["ERROR test_guard.py::test_leaks - Failed: test_guard.py::test_leaks set *"])
+
+
+def test_guard_under_session_scope_and_marker(tfdir: pytest.Pytester) -> None:
+    # The write happens inside two process scopes: the registry would adopt it
+    # as its baseline and hand it back when the session ends.
+    tfdir.makepyfile(
+        test_guard="""
+        import pytest
+        import tensorflow as tf
+
+        @pytest.mark.tf_graph
+        def test_leaks_under_marker():
+            tf.config.run_functions_eagerly(True)
+
+        def test_leaks_false():
+            tf.config.run_functions_eagerly(False)
+
+        def test_session_mode_intact():
+            assert tf.config.functions_run_eagerly()
+        """
+    )
+    result = run(tfdir, "--tf-eager")
+    result.assert_outcomes(passed=3, errors=2)
+    lines = result.stdout.lines
+    assert _guard_message("test_guard.py::test_leaks_under_marker", True, False) in lines
+    assert _guard_message("test_guard.py::test_leaks_false", False, True) in lines
+
+
+def test_guard_off_by_ini_option(tfdir: pytest.Pytester) -> None:
+    tfdir.makeini("[pytest]\ntf_flag_guard = false\n")
+    tfdir.makepyfile(
+        """
+        import tensorflow as tf
+
+        def test_leaks():
+            tf.config.run_functions_eagerly(True)
+
+        def test_sees_leak():
+            assert tf.config.functions_run_eagerly()
+            tf.config.run_functions_eagerly(False)
+        """
+    )
+    run(tfdir).assert_outcomes(passed=2)
+
+
+def test_guard_does_not_hide_a_teardown_error(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(
+        """
+        import pytest
+        import tensorflow as tf
+
+        @pytest.fixture
+        def broken():
+            yield
+            tf.config.run_functions_eagerly(True)
+            raise ValueError("teardown broke")
+
+        def test_x(broken):
+            pass
+
+        def test_restored():
+            assert not tf.config.functions_run_eagerly()
+        """
+    )
+    result = run(tfdir)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["E       ValueError: teardown broke"])
+    assert not re.search("did not restore it", result.stdout.str())
+
+
+def test_markers_are_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(*ARGS, "--markers")
+    result.stdout.fnmatch_lines_random([
+        "@pytest.mark.tf_eager: run this test's tf.functions eagerly (eagerctl)",
+        "@pytest.mark.tf_graph: run this test's tf.functions compiled (eagerctl)",
+        "@pytest.mark.tf_both_modes: run this test twice, ids [[]tf-eager[]] and [[]tf-graph[]] (eagerctl)",
+    ])
+    pytester.makepyfile("def test_x(): pass")
+    selected = pytester.runpytest(*ARGS, "--strict-markers", "-m", "tf_eager")
+    assert selected.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_loading_the_plugin_does_not_import_tensorflow(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_sessionfinish(session):
+            imported = "tensorflow" in sys.modules
+            plugin = "eagerctl._pytest_plugin" in sys.modules
+            with open("result.txt", "w") as f:
+                f.write(f"{plugin} {imported}")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_plain():
+            assert "tensorflow" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess(*ARGS)
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "result.txt").read_text() == "True False"
