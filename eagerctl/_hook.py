@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from . import _local
 from ._errors import EagerctlError
@@ -65,7 +66,7 @@ def _import_tf() -> None:
             f"eagerctl needs TensorFlow, which cannot be imported here ({exc}); "
             f"install it with: {INSTALL_COMMAND}"
         ) from exc
-    from tensorflow.python.eager import context  # noqa: PLC0415
+    from tensorflow.python.eager import context
 
     version = str(getattr(tf, "__version__", "unknown"))
     try:
@@ -128,7 +129,7 @@ def require_local() -> None:
 def uninstall() -> None:
     """Put TF's own property back, the exact original object."""
     global installed
-    from . import _scope  # noqa: PLC0415
+    from . import _scope
 
     with _install_lock:
         if not installed:
@@ -149,18 +150,18 @@ def read_flag() -> bool:
 
 
 def write_flag(value: bool) -> None:
-    load().RUN_FUNCTIONS_EAGERLY = value
+    setattr(load(), "RUN_FUNCTIONS_EAGERLY", value)  # noqa: B010 - a module global of TF's
 
 
 def _on_tf_import(_module: object) -> None:
     # Runs inside the user's `import tensorflow`: never let it fail that import.
     try:
         install(strict=False)
-    except Exception:  # pragma: no cover - reported again at first use
+    except Exception:  # noqa: BLE001 - reported again at first use
         pass
 
 
 def register_import_hook() -> None:
-    import wrapt  # noqa: PLC0415
+    import wrapt
 
     wrapt.register_post_import_hook(_on_tf_import, "tensorflow")

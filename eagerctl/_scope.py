@@ -15,8 +15,9 @@ import inspect
 import sys
 import threading
 import warnings
+from collections.abc import AsyncGenerator, Callable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable, Generator, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _hook, _local
 from ._errors import EagerctlError, EagerctlWarning
@@ -58,7 +59,7 @@ def thread_name(ident: int) -> str:
 class Activation:
     """One entry of a scope: what the local stack and the registry hold."""
 
-    __slots__ = ("scope", "value", "thread", "task", "filename", "lineno", "older", "newer", "registered")
+    __slots__ = ("filename", "lineno", "newer", "older", "registered", "scope", "task", "thread", "value")
 
     def __init__(self, scope: Scope, depth: int) -> None:
         self.scope = scope
@@ -141,7 +142,7 @@ class Scope:
     as a decorator it enters a fresh activation on every call.
     """
 
-    __slots__ = ("enabled", "process", "factory", "_activation", "_last")
+    __slots__ = ("_activation", "_last", "enabled", "factory", "process")
 
     def __init__(self, enabled: bool, process: bool, factory: str) -> None:
         self.enabled = enabled
@@ -151,9 +152,12 @@ class Scope:
         self._last: Activation | None = None
 
     def __repr__(self) -> str:
+        process = ", process=True" if self.process else ""
         if self.factory == "graph_scope":
-            return "graph_scope(process=True)" if self.process else "graph_scope()"
-        return f"eager_scope({self.enabled}, process=True)" if self.process else f"eager_scope({self.enabled})"
+            return f"graph_scope({process[2:]})"
+        if self.factory == "eager_scope":
+            return f"eager_scope({self.enabled}{process})"
+        return self.factory  # an internal user's own description, e.g. "@debuggable loss"
 
     @property
     def active(self) -> bool:

@@ -65,7 +65,9 @@ def test_exiting_a_local_scope_in_another_task_is_an_error() -> None:
         return str(info.value)
 
     message = asyncio.run(main())
-    assert message.startswith("eager_scope(True) cannot exit in thread 'MainThread', asyncio task 'intruder': ")
+    assert message.startswith(
+        "eager_scope(True) cannot exit in thread 'MainThread', asyncio task 'intruder': "
+    )
     assert "asyncio task 'Task-" in message
     assert message.endswith(
         "a local scope can only be exited by the thread and asyncio task that entered it; exit it there, "

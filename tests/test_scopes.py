@@ -133,7 +133,8 @@ def test_scope_object_can_be_reentered_after_exit() -> None:
 
 def test_status_reports_every_active_scope_with_kind_value_thread_and_place() -> None:
     with eagerctl.eager_scope(process=True), eagerctl.graph_scope():
-        line = test_status_reports_every_active_scope_with_kind_value_thread_and_place.__code__.co_firstlineno + 1
+        line = test_status_reports_every_active_scope_with_kind_value_thread_and_place.__code__.co_firstlineno
+        line += 1
         st = eagerctl.status()
         assert st.process_flag is True
         assert st.baseline is False
@@ -150,7 +151,7 @@ def test_status_reports_every_active_scope_with_kind_value_thread_and_place() ->
         assert "process flag     eager" in text
         assert "local override   graph" in text
         assert "effective here   graph" in text
-        assert f"local    graph  graph_scope()" in text
+        assert "local    graph  graph_scope()" in text
         assert f"thread 'MainThread' at {__file__}:{line}" in text
     st = eagerctl.status()
     assert st.scopes == ()

@@ -58,7 +58,7 @@ def test_eagerctl_process_scopes_get_overlapping_threads_right() -> None:
 
 
 def test_eagerctl_local_scopes_are_per_thread() -> None:
-    got = overlap(lambda: eagerctl.eager_scope())
+    got = overlap(eagerctl.eager_scope)
     assert got == {"b_after_a_exits": "eager", "flag_while_b_active": False, "flag_after_both": False}
 
 
