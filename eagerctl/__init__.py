@@ -14,6 +14,7 @@ from ._scope import Scope, eager_scope, graph_scope
 from ._status import ScopeInfo, Status, is_eager, status
 
 # -- debuggable (issue 3) --
+from ._debuggable import debuggable
 # -- compare (issue 4) --
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Scope",
     "ScopeInfo",
     "Status",
+    "debuggable",
     "eager_scope",
     "graph_scope",
     "install_hook",

@@ -1,0 +1,530 @@
+"""`@debuggable`: run one function's Python body eagerly on every call.
+
+The decorator returns a `wrapt` proxy (`_Debuggable`) whose wrapper is the
+`_Settings` object of that one decorated function. `wrapt` does the descriptor
+binding (instance, class and static methods, and a `tf.function` used as a
+method, which TF binds in `Function.__get__`); the wrapper receives
+`(wrapped, instance, args, kwargs)`, picks the Python body (for a
+`tf.function`: its `python_function`, so nothing is traced) and runs it:
+
+- eagerly, under a local eager override when `recursive=True` (so nested
+  `tf.function`s run their bodies too): `_Settings.call_eagerly`;
+- while an outer `tf.function` is being traced, the body cannot run eagerly by
+  itself: `_Settings._call_while_tracing` is the single place that decides what
+  happens then (today: warn once, build the body into the graph).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import pdb
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+
+import wrapt
+
+from . import _hook
+from ._errors import EagerctlError, EagerctlWarning
+from ._scope import Activation, Scope
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+ENV_VAR = "EAGERCTL_DEBUGGABLE"
+_OFF = frozenset({"0", "false", "no", "off"})
+_ON = frozenset({"", "1", "true", "yes", "on"})
+
+logger = logging.getLogger("eagerctl")
+
+_FUNCTION_MODULE = _hook.FUNCTION_MODULE
+_SUPPORTED = (
+    "it decorates tf.functions, functions, coroutine functions, and instance, class and static "
+    "methods (including tf.function methods of Keras models and layers and a layer's call)"
+)
+
+
+class _DebuggableScope(Scope):
+    """The local eager override a `@debuggable` call pushes; named after its function."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        super().__init__(True, False, "eager_scope")
+        self.label = label
+
+    def __repr__(self) -> str:
+        return f"debuggable({self.label})"
+
+
+# -- what can be decorated --------------------------------------------------
+
+def _tf_function_class() -> type | None:
+    # No TF import: an object can only be a tf.function if TF is loaded already.
+    module = sys.modules.get(_FUNCTION_MODULE)
+    return getattr(module, "Function", None) if module is not None else None
+
+
+def _is_tf_function(obj: object) -> bool:
+    cls = _tf_function_class()
+    return cls is not None and isinstance(obj, cls)
+
+
+def _classify(fn: object) -> str:
+    """'tf.function', 'coroutine' or 'function'; TypeError for anything else."""
+    inner: Any = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
+    if _is_tf_function(inner):
+        if any(c.__name__ == "RestoredFunction" for c in type(inner).__mro__):
+            raise TypeError(
+                f"debuggable cannot decorate {fn!r}: a tf.function restored from a SavedModel has no "
+                "Python body to run eagerly; decorate the original Python function (or its class's "
+                "method) before saving instead"
+            )
+        return "tf.function"
+    if (inspect.isfunction(inner) or inspect.ismethod(inner)) and not isinstance(inner, type):
+        if inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner):
+            raise TypeError(
+                f"debuggable cannot decorate {fn!r}: it is a generator function; {_SUPPORTED}. "
+                "For a generator use @eagerctl.eager_scope(), which is active only while the "
+                "generator body runs"
+            )
+        return "coroutine" if inspect.iscoroutinefunction(inner) else "function"
+    if isinstance(fn, type):
+        hint = ("decorate the method that misbehaves instead (for a Keras layer or model: call, "
+                "train_step or a tf.function method)")
+    elif callable(fn) and not inspect.isroutine(fn):
+        hint = (f"decorate the method instead, e.g. {type(fn).__name__}.call or "
+                f"{type(fn).__name__}.__call__ in the class body")
+    else:
+        hint = "pass the function itself"
+    raise TypeError(f"debuggable cannot decorate {fn!r}: {_SUPPORTED}; {hint}")
+
+
+def _label(fn: object) -> str:
+    inner = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
+    for attr in ("__qualname__", "__name__"):
+        name = getattr(inner, attr, None)
+        if isinstance(name, str):
+            return name
+    return repr(inner)
+
+
+def _env_enabled() -> bool:
+    raw = os.environ.get(ENV_VAR)
+    if raw is None:
+        return True
+    value = raw.strip().lower()
+    if value in _OFF:
+        return False
+    if value in _ON:
+        return True
+    raise EagerctlError(
+        f"{ENV_VAR}={raw!r} is not understood: set it to 0 (every @debuggable behaves like the "
+        "undecorated function) or 1 (on, the default), or unset it"
+    )
+
+
+# -- debug aids ---------------------------------------------------------------
+
+def _describe_value(value: Any) -> str:
+    dtype = getattr(value, "dtype", None)
+    shape = getattr(value, "shape", None)
+    if dtype is not None and shape is not None:
+        name = getattr(dtype, "name", None) or str(dtype)
+        try:
+            dims = ", ".join("?" if d is None else str(d) for d in tuple(shape))
+        except TypeError:  # unknown rank
+            return f"{name}[...]"
+        return f"{name}[{dims}]"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_describe_value(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe_value(v)}" for k, v in value.items()) + "}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        text = repr(value)
+        return text if len(text) <= 40 else f"{type(value).__name__}"
+    return type(value).__name__
+
+
+def _describe_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    parts = [_describe_value(a) for a in args]
+    parts += [f"{k}={_describe_value(v)}" for k, v in kwargs.items()]
+    return ", ".join(parts)
+
+
+def _non_finite(value: Any) -> tuple[int, int, int] | None:
+    """(NaN count, Inf count, size) when `value` is a float/complex tensor or array with any; else None."""
+    import numpy as np
+
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or not hasattr(value, "shape"):
+        return None
+    is_floating = getattr(dtype, "is_floating", None)
+    is_complex = getattr(dtype, "is_complex", None)
+    if is_floating is not None:  # a TF dtype
+        if not (is_floating or is_complex):
+            return None
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+    else:
+        array = np.asarray(value)
+        if not np.issubdtype(array.dtype, np.inexact):
+            return None
+    if array.dtype.kind not in "fc":  # bfloat16 and other extension types
+        array = array.astype(np.complex128 if array.dtype.kind == "c" else np.float64)
+    finite = np.isfinite(array)
+    if finite.all():
+        return None
+    nan = int(np.isnan(array).sum())
+    return nan, int((~finite).sum()) - nan, int(array.size)
+
+
+def _walk(tf: Any, value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(path, leaf) for every leaf of nested tuples, lists, dicts and namedtuples."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(tf, item, f"{path}[{key!r}]")
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):
+        for field, item in zip(value._fields, value, strict=True):
+            yield from _walk(tf, item, f"{path}.{field}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _walk(tf, item, f"{path}[{index}]")
+    elif tf.is_tensor(value) and not isinstance(value, (tf.Tensor, tf.Variable)):
+        # Composite tensors (ragged, sparse): check their component tensors.
+        for index, part in enumerate(tf.nest.flatten(value, expand_composites=True)):
+            yield f"{path}<component {index}>", part
+    else:
+        yield path, value
+
+
+# -- the proxy ----------------------------------------------------------------
+
+class _Settings:
+    """Options of one decorated function, and its call path (the `wrapt` wrapper)."""
+
+    __slots__ = ("check_numerics", "inner", "kind", "label", "log_calls", "plain", "post_mortem",
+                 "recursive", "scope", "target", "tf_type", "warned")
+
+    def __init__(self, target: Any, kind: str, *, recursive: bool, post_mortem: bool,
+                 check_numerics: bool, log_calls: bool) -> None:
+        self.target = target
+        self.label = _label(target)
+        self.kind = kind
+        self.inner: Any = target.__func__ if isinstance(target, (classmethod, staticmethod)) else target
+        self.tf_type: Any = type(self.inner) if kind == "tf.function" else None
+        self.recursive = recursive
+        self.post_mortem = post_mortem
+        self.check_numerics = check_numerics
+        self.log_calls = log_calls
+        self.plain = recursive and not (post_mortem or check_numerics or log_calls)
+        self.scope = _DebuggableScope(self.label)
+        self.warned = False
+
+    def options(self) -> str:
+        parts = [f"recursive={self.recursive}"]
+        parts += [name for name in ("post_mortem", "check_numerics", "log_calls") if getattr(self, name)]
+        return ", ".join(parts)
+
+    def _body(self, wrapped: Any, instance: Any, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        tf_type = self.tf_type
+        if tf_type is None:
+            return wrapped, args  # wrapt has bound it already
+        if type(wrapped) is tf_type:
+            # The tf.function itself, or the one TF's `Function.__get__` bound to `instance`.
+            return wrapped.python_function, args
+        # Called through the class with the instance first (wrapt hands a partial), or
+        # TF bound it with `MethodType` (composite-tensor instances): pass `instance` ourselves.
+        return self.inner.python_function, (instance, *args)
+
+    def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not _hook.installed:
+            _hook.require_local()  # raises EagerctlError where TF cannot be hooked
+        body, args = self._body(wrapped, instance, args)
+        if self.kind == "coroutine":
+            return self._call_coroutine(body, args, kwargs)
+        if not _hook.executing_eagerly():  # type: ignore[misc]
+            return self._call_while_tracing(body, args, kwargs)
+        if self.plain:
+            act = Activation(self.scope, 1)
+            act.enter(3)
+            try:
+                return body(*args, **kwargs)
+            finally:
+                act.exit()
+        return self.call_eagerly(body, args, kwargs)
+
+    def call_eagerly(self, body: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run `body` eagerly with this function's options (the override and the debug aids)."""
+        act = Activation(self.scope, 2) if self.recursive else None
+        if act is not None:
+            act.enter(4)
+        start = time.perf_counter() if self.log_calls else 0.0
+        outcome = "returned"
+        try:
+            try:
+                result = body(*args, **kwargs)
+            except Exception as exc:
+                outcome = f"raised {type(exc).__name__}"
+                if self.post_mortem:
+                    self._post_mortem(exc)
+                raise
+        finally:
+            if act is not None:
+                act.exit()
+            if self.log_calls:
+                self._log(args, kwargs, outcome, time.perf_counter() - start)
+        if self.check_numerics:
+            self._check_numerics(result)
+        return result
+
+    async def _call_coroutine(self, body: Callable[..., Any], args: tuple[Any, ...],
+                              kwargs: dict[str, Any]) -> Any:
+        # The override must be pushed inside the coroutine: it is the awaiting task's context
+        # that has to see it, and only while the body runs.
+        act = Activation(self.scope, 1) if self.recursive else None
+        if act is not None:
+            act.enter(3)
+        start = time.perf_counter() if self.log_calls else 0.0
+        outcome = "returned"
+        try:
+            try:
+                result = await body(*args, **kwargs)
+            except Exception as exc:
+                outcome = f"raised {type(exc).__name__}"
+                if self.post_mortem:
+                    self._post_mortem(exc)
+                raise
+        finally:
+            if act is not None:
+                act.exit()
+            if self.log_calls:
+                self._log(args, kwargs, outcome, time.perf_counter() - start)
+        if self.check_numerics:
+            self._check_numerics(result)
+        return result
+
+    def _call_while_tracing(self, body: Callable[..., Any], args: tuple[Any, ...],
+                            kwargs: dict[str, Any]) -> Any:
+        """The call happens while a graph is being built (an outer `tf.function` is traced).
+
+        The body cannot run eagerly by itself here: it becomes part of the graph,
+        converted by AutoGraph exactly as the undecorated function would be, and
+        this warns once per decorated function. Keras's shape-inference graphs
+        (a layer's `call` run symbolically to learn output shapes) get the body
+        silently, as without the decorator. This method is the one hook point for
+        running the body as an eager island inside the graph instead;
+        `call_eagerly(body, args, kwargs)` is the eager call to put there.
+        """
+        from tensorflow.python.framework import ops
+
+        graph = ops.get_default_graph()
+        if not self.warned and not _is_shape_inference(graph):
+            self.warned = True
+            warnings.warn(self._tracing_message(graph), EagerctlWarning, stacklevel=_user_stacklevel())
+        return _build_into_graph(body, args, kwargs)
+
+    def _tracing_message(self, graph: Any) -> str:
+        name = getattr(graph, "name", None)
+        if not hasattr(graph, "outer_graph"):  # not a FuncGraph
+            return (
+                f"@debuggable {self.label} was called while TensorFlow builds a TF1-style graph "
+                "(tf.Graph().as_default() or tf.compat.v1 graph mode): it cannot run eagerly there, so "
+                "its body becomes part of that graph (print, pdb and .numpy() do not work there, and "
+                "the debug aids are off); call it outside the graph to debug it"
+            )
+        head = (f"@debuggable {self.label} was called while TensorFlow traces the tf.function {name!r}: "
+                "it cannot run eagerly inside that graph, so its body becomes part of the graph "
+                "(print, pdb and .numpy() do not work there, and the debug aids are off). ")
+        if name == getattr(self.inner, "__name__", None):
+            return head + (f"@debuggable sits below @tf.function on {self.label}: put @eagerctl.debuggable "
+                           "above @tf.function so that calls run the Python body eagerly")
+        return head + (f"To debug it eagerly, run {name!r} eagerly too: decorate it with "
+                       "@eagerctl.debuggable (above @tf.function), or call it inside "
+                       "`with eagerctl.eager_scope():`")
+
+    def _post_mortem(self, exc: BaseException) -> None:
+        sys.stderr.write(
+            f"eagerctl: {type(exc).__name__} in @debuggable {self.label}; "
+            "entering pdb post-mortem (type 'c' or 'q' to let the exception propagate)\n"
+        )
+        pdb.post_mortem(exc.__traceback__)
+
+    def _log(self, args: tuple[Any, ...], kwargs: dict[str, Any], outcome: str, seconds: float) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("debuggable %s(%s) ran eagerly, %s after %.3f ms",
+                         self.label, _describe_args(args, kwargs), outcome, seconds * 1000)
+
+    def _check_numerics(self, result: Any) -> None:
+        import tensorflow as tf
+
+        for path, leaf in _walk(tf, result, "outputs"):
+            bad = _non_finite(leaf)
+            if bad is not None:
+                nan, inf, size = bad
+                raise FloatingPointError(
+                    f"@debuggable {self.label} (check_numerics=True): {path} holds non-finite values: "
+                    f"{nan} NaN and {inf} Inf among {size} value(s) ({_describe_value(leaf)}); "
+                    "set post_mortem=True or put a breakpoint in the body to find where they appear"
+                )
+
+
+def _is_shape_inference(graph: Any) -> bool:
+    # Keras 3 `compute_output_spec` ("scratch_graph", "scratch_graph_1", ...) and Keras 2
+    # ("<layer>_scratch_graph", "build_graph") call a layer's `call` symbolically to learn
+    # shapes: the undecorated body would run there too, and no tf.function is involved.
+    name = str(getattr(graph, "name", ""))
+    return _SHAPE_GRAPH.search(name) is not None
+
+
+_SHAPE_GRAPH = re.compile(r"(^|_)scratch_graph(_\d+)?$|^build_graph$")
+
+
+def _build_into_graph(body: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    from tensorflow.python.autograph.core import ag_ctx, converter
+    from tensorflow.python.autograph.impl import api
+
+    # The proxy is an AutoGraph artifact (so AutoGraph calls the wrapper instead of
+    # converting the function behind its back); convert the body here, as AutoGraph would
+    # have converted the undecorated function in this context.
+    if ag_ctx.control_status_ctx().status == ag_ctx.Status.ENABLED:
+        return api.converted_call(body, args, kwargs, options=converter.ConversionOptions(recursive=True))
+    return body(*args, **kwargs)
+
+
+def _user_stacklevel() -> int:
+    """`warnings.warn` stacklevel of the nearest frame outside eagerctl, TF, Keras and wrapt."""
+    skip = [os.path.dirname(__file__)]
+    for name in ("tensorflow", "keras", "tf_keras", "wrapt"):
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:
+            skip.append(os.path.dirname(path))
+    frame = sys._getframe(2)  # the caller of warnings.warn is level 1
+    level = 2
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(tuple(skip)) and "__autograph_generated_file" not in filename:
+            return level
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return 2
+
+
+if TYPE_CHECKING:
+    _BoundBase = wrapt.BoundFunctionWrapper[..., Any]
+    _UnboundBase = wrapt.FunctionWrapper[..., Any]
+else:  # older wrapt releases have no generic (subscriptable) wrappers
+    _BoundBase = wrapt.BoundFunctionWrapper
+    _UnboundBase = wrapt.FunctionWrapper
+
+
+class _BoundDebuggable(_BoundBase):
+    # wrapt looks attributes of a bound wrapper up on the unbound parent first; for a
+    # tf.function method that would answer with the unbound Function's API
+    # (`get_concrete_function` without `self`, the class's signature). Ask the bound one.
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_self_"):
+            return getattr(self._self_parent, name)
+        return getattr(self.__wrapped__, name)
+
+    # AutoGraph converts plain functions it meets in a traced body and would bypass the
+    # wrapper; it calls artifacts as they are.
+    autograph_info__: dict[str, Any] = {}  # noqa: RUF012
+
+
+class _Debuggable(_UnboundBase):
+    __bound_function_wrapper__ = _BoundDebuggable
+    autograph_info__: dict[str, Any] = {}  # noqa: RUF012
+
+    @property
+    def _self_debuggable(self) -> _Settings:
+        settings = self._self_wrapper
+        assert isinstance(settings, _Settings)
+        return settings
+
+
+# -- the decorator ----------------------------------------------------------------
+
+class _Decorator(Protocol):
+    @overload
+    def __call__(self, fn: classmethod[T, P, R], /) -> classmethod[T, P, R]: ...
+    @overload
+    def __call__(self, fn: staticmethod[P, R], /) -> staticmethod[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+def _check_bool(name: str, value: object, allow_none: bool = False) -> None:
+    if isinstance(value, bool) or (allow_none and value is None):
+        return
+    expected = "a bool (True or False) or None" if allow_none else "a bool (True or False)"
+    raise TypeError(f"debuggable({name}={value!r}): {name} must be {expected}, not {type(value).__name__}")
+
+
+@overload
+def debuggable(fn: classmethod[T, P, R], /) -> classmethod[T, P, R]: ...
+@overload
+def debuggable(fn: staticmethod[P, R], /) -> staticmethod[P, R]: ...
+@overload
+def debuggable(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def debuggable(fn: None = None, /, *, recursive: bool = True, enabled: bool | None = None,
+               post_mortem: bool = False, check_numerics: bool = False,
+               log_calls: bool = False) -> _Decorator: ...
+def debuggable(fn: Any = None, /, *, recursive: bool = True, enabled: bool | None = None,
+               post_mortem: bool = False, check_numerics: bool = False, log_calls: bool = False) -> Any:
+    """Run one function's Python body eagerly on every call; the rest stays compiled.
+
+    Decorates a `tf.function` (put `@debuggable` above `@tf.function`), a plain
+    or coroutine function, or an instance, class or static method (including
+    `tf.function` methods of Keras models and layers, and a layer's `call`).
+    A call runs the Python body line by line, so print, pdb and `.numpy()` work
+    in it; a `tf.function` is not traced (its tracing count stays unchanged).
+
+    - `recursive=True`: every `tf.function` the body calls runs eagerly too;
+      `False`: they keep the mode they would have had.
+    - `enabled=None` follows the environment variable `EAGERCTL_DEBUGGABLE`
+      (`0` turns every `@debuggable` off); `False` (or `EAGERCTL_DEBUGGABLE=0`
+      with `enabled=None`) returns the undecorated object itself, read once at
+      decoration time; `True` ignores the variable.
+    - `post_mortem=True`: pdb post-mortem on an exception in the body, then re-raise.
+    - `check_numerics=True`: `FloatingPointError` naming the output's path
+      (e.g. `outputs[1]['logits']`) when an output tensor holds NaN or Inf.
+    - `log_calls=True`: logger `eagerctl`, DEBUG: argument shapes and dtypes, elapsed time.
+
+    Called while an outer `tf.function` is being traced, the body becomes part
+    of that graph and an `EagerctlWarning` (once per function) says so. Where
+    TensorFlow cannot be hooked, a call raises `EagerctlError`.
+
+    Example::
+
+        @eagerctl.debuggable
+        @tf.function
+        def loss_fn(y, y_pred):
+            print(y_pred.numpy())          # works: this body runs eagerly
+            return tf.reduce_mean((y - y_pred) ** 2)
+    """
+    _check_bool("recursive", recursive)
+    _check_bool("enabled", enabled, allow_none=True)
+    _check_bool("post_mortem", post_mortem)
+    _check_bool("check_numerics", check_numerics)
+    _check_bool("log_calls", log_calls)
+
+    def decorate(target: Any) -> Any:
+        kind = _classify(target)
+        if not (enabled if enabled is not None else _env_enabled()):
+            return target
+        settings = _Settings(target, kind, recursive=recursive, post_mortem=post_mortem,
+                             check_numerics=check_numerics, log_calls=log_calls)
+        return _Debuggable(target, settings)
+
+    if fn is None:
+        return decorate
+    return decorate(fn)
