@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class Frame:
-    __slots__ = ("value", "activation", "below")
+    __slots__ = ("activation", "below", "value")
 
     def __init__(self, value: bool, activation: Activation, below: Frame | None) -> None:
         self.value = value

@@ -26,7 +26,7 @@ def is_eager() -> bool:
 class ScopeInfo:
     """One active scope, as `status()` reports it."""
 
-    __slots__ = ("scope", "kind", "enabled", "thread", "where")
+    __slots__ = ("enabled", "kind", "scope", "thread", "where")
 
     def __init__(self, act: Activation) -> None:
         self.scope = repr(act.scope)
@@ -50,7 +50,7 @@ class Status:
     here), `scopes` (every active scope, oldest first).
     """
 
-    __slots__ = ("tensorflow", "hook_installed", "process_flag", "baseline", "override", "is_eager", "scopes")
+    __slots__ = ("baseline", "hook_installed", "is_eager", "override", "process_flag", "scopes", "tensorflow")
 
     def __init__(self) -> None:
         loaded = _hook.flag_module is not None
