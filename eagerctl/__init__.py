@@ -6,6 +6,11 @@ when TF is imported or at first use.
 
 from __future__ import annotations
 
+# -- compare (issue 4) --
+from ._compare import Comparison, compare
+
+# -- debuggable (issue 3) --
+from ._debuggable import debuggable
 from ._errors import EagerctlError, EagerctlWarning
 from ._hook import install as install_hook
 from ._hook import register_import_hook as _register_import_hook
@@ -13,16 +18,14 @@ from ._hook import uninstall as uninstall_hook
 from ._scope import Scope, eager_scope, graph_scope
 from ._status import ScopeInfo, Status, is_eager, status
 
-# -- debuggable (issue 3) --
-from ._debuggable import debuggable
-# -- compare (issue 4) --
-
 __all__ = [
+    "Comparison",
     "EagerctlError",
     "EagerctlWarning",
     "Scope",
     "ScopeInfo",
     "Status",
+    "compare",
     "debuggable",
     "eager_scope",
     "graph_scope",

@@ -1,7 +1,398 @@
-"""Command line (being built, issue 4)."""
+"""The `eagerctl` command (also `python -m eagerctl`): demo, run, status.
+
+`eagerctl run` runs a program the way `python` would (`sys.argv`, `__main__`,
+`sys.path[0]`, exit status), with `tf.function` calls forced eager or
+compiled, chosen functions made `@debuggable` as their modules are imported,
+and `tf.data` debug mode on, without changing a line of the program.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import os
+import platform
+import runpy
+import sys
+import traceback
+from collections.abc import Sequence
+from types import ModuleType, TracebackType
+from typing import Any, TextIO
 
-def main() -> int:
-    raise SystemExit("eagerctl: the command line is not built yet")
+from ._errors import EagerctlError
+
+PROG = "eagerctl"
+RUN_USAGE = ("eagerctl run [--eager | --graph] [--process] [--debug MODULE:QUALNAME]... [--data-debug] "
+             "(SCRIPT | -m MODULE) [ARGS...]")
+
+
+class _UsageError(Exception):
+    """A bad command line: print the message, exit with status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Control and inspect how TensorFlow runs tf.functions: eagerly or compiled.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo", help="show what the eager flag really does, graph vs eager agreement and speed",
+        description="Run the source article's three examples and a 512-wide MLP train step; print what ran "
+                    "eagerly, whether graph and eager agree, and the time per call in each mode.",
+    )
+    demo.add_argument("--plot", metavar="FILE.png",
+                      help="also draw graph-versus-eager times to FILE.png (needs matplotlib)")
+    sub.add_parser("run", add_help=False, help="run a Python program with tf.functions eager or compiled")
+    sub.add_parser("status", help="TF and Keras versions, the hook, the flag and what is active",
+                   description="Print TF and Keras versions, whether eagerctl's hook is in, TF's flag, "
+                               "and every active scope.")
+    return parser
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eagerctl run", usage=RUN_USAGE,
+        description="Run a Python program unchanged, the way `python SCRIPT` or `python -m MODULE` would, "
+                    "with tf.function calls forced eager or compiled.",
+        epilog="Everything after SCRIPT (or -m MODULE) is passed to the program as sys.argv[1:].",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--eager", action="store_true",
+                      help="run every tf.function call eagerly (its Python body, line by line)")
+    mode.add_argument("--graph", action="store_true",
+                      help="run every tf.function call compiled, even if the program sets "
+                           "tf.config.run_functions_eagerly(True)")
+    parser.add_argument("--process", action="store_true",
+                        help="apply --eager/--graph to the whole process (all threads) through TF's global "
+                             "flag; by default it applies to the main thread and the asyncio tasks it starts")
+    parser.add_argument("--debug", action="append", default=[], metavar="MODULE:QUALNAME",
+                        help="make this function or method (pkg.mod:Class.method) @eagerctl.debuggable when "
+                             "its module is imported; repeatable")
+    parser.add_argument("--data-debug", action="store_true",
+                        help="turn on tf.data debug mode before the program starts, so tf.data map/filter "
+                             "functions run eagerly too (they ignore everything else)")
+    parser.add_argument("-m", dest="module", metavar="MODULE", help="run a module, like python -m")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `eagerctl` command; returns the exit status.
+
+    Example::
+
+        $ eagerctl run --eager train.py --epochs 1
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "run":
+        return _run_command(args[1:])
+    parser = _parser()
+    try:
+        ns = parser.parse_args(args)
+    except SystemExit as exc:  # --help (0) or a usage error (2): return it, don't exit
+        return _exit_status(exc.code)
+    if ns.command == "demo":
+        from . import _demo
+
+        return _demo.run(ns.plot)
+    if ns.command == "status":
+        return _status_command(sys.stdout)
+    parser.print_help(sys.stderr)
+    return 2
+
+
+# -- status -------------------------------------------------------------------
+
+def _status_command(out: TextIO) -> int:
+    from . import __version__, _demo, _status
+
+    print(f"eagerctl         {__version__} (Python {platform.python_version()})", file=out)
+    try:
+        tf = _demo.import_tensorflow_quietly()
+    except ImportError as exc:
+        from ._hook import INSTALL_COMMAND
+
+        print(f"tensorflow       not importable ({exc}); install it with: {INSTALL_COMMAND}", file=out)
+        return 1
+    print(f"keras            {_demo.keras_version(tf)}", file=out)
+    print(_status.status(), file=out)
+    setting = os.environ.get("EAGERCTL_DEBUGGABLE")
+    if setting is not None:
+        off = "  (@debuggable is off)" if setting == "0" else ""
+        print(f"EAGERCTL_DEBUGGABLE={setting!r}{off}", file=out)
+    return 0
+
+
+# -- run ----------------------------------------------------------------------
+
+def _split_run_args(args: list[str]) -> tuple[list[str], str | None, str | None, list[str]]:
+    """(eagerctl's options, script, module, the program's arguments).
+
+    Done by hand because everything after SCRIPT or `-m MODULE` belongs to the
+    program, options included, as with `python`.
+    """
+    options: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            if i + 1 >= len(args):
+                break
+            return options, args[i + 1], None, args[i + 2:]
+        if token == "-m":
+            if i + 1 >= len(args):
+                raise _UsageError("-m needs a MODULE to run")
+            return options, None, args[i + 1], args[i + 2:]
+        if token.startswith("-m") and not token.startswith("--"):
+            return options, None, token[2:], args[i + 1:]
+        if token.startswith("-") and token != "-":
+            options.append(token)
+            if token == "--debug" and i + 1 < len(args):
+                options.append(args[i + 1])
+                i += 1
+            i += 1
+            continue
+        return options, token, None, args[i + 1:]
+    return options, None, None, []
+
+
+def _run_command(args: list[str]) -> int:
+    parser = _run_parser()
+    try:
+        options, script, module, program_args = _split_run_args(args)
+        try:
+            ns = parser.parse_args(options)
+        except SystemExit as exc:
+            return _exit_status(exc.code)
+        if script is None and module is None:
+            raise _UsageError("give the program to run: a SCRIPT path or -m MODULE")
+        if ns.process and not (ns.eager or ns.graph):
+            raise _UsageError("--process applies --eager or --graph to the whole process; give one of them")
+        specs = [_DebugSpec.parse(text) for text in ns.debug]
+    except _UsageError as exc:
+        print(f"usage: {RUN_USAGE}", file=sys.stderr)
+        print(f"eagerctl run: error: {exc}", file=sys.stderr)
+        return 2
+    return _Runner(ns, script, module, program_args, specs).run()
+
+
+class _DebugSpec:
+    """One `--debug MODULE:QUALNAME`, applied by a post-import hook."""
+
+    def __init__(self, text: str, module: str, qualname: str) -> None:
+        self.text = text
+        self.module = module
+        self.qualname = qualname
+        self.applied = False
+        self.failed = False
+        self.live = True  # False once the run is over: a late import must not fire it
+
+    @classmethod
+    def parse(cls, text: str) -> _DebugSpec:
+        module, sep, qualname = text.partition(":")
+        names = qualname.split(".")
+        if not sep or not module or not all(part.isidentifier() for part in names) or not all(
+            part.isidentifier() for part in module.split(".")
+        ):
+            raise _UsageError(
+                f"--debug {text!r}: expected MODULE:QUALNAME, a module and a function in it, such as "
+                "mypkg.train:train_step or mypkg.models:MyModel.train_step"
+            )
+        if module == "__main__":
+            raise _UsageError(
+                f"--debug {text!r}: the program's own script runs as __main__ and cannot be hooked "
+                "before it defines its functions; move the function into a module, or decorate it with "
+                "@eagerctl.debuggable"
+            )
+        return cls(text, module, qualname)
+
+    def check_module(self) -> None:
+        try:
+            found = importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):  # a parent package is missing
+            found = False
+        if not found:
+            raise _UsageError(f"--debug {self.text}: no module named {self.module!r} (searched sys.path, "
+                              "which starts with the program's directory)")
+
+    def apply(self, module: ModuleType) -> None:
+        """Post-import hook body: wrap the target in @debuggable; SystemExit(2) if it cannot."""
+        if not self.live or self.applied:
+            return
+        try:
+            self._apply(module)
+        except _UsageError as exc:
+            self.failed = True
+            print(f"eagerctl run: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def _apply(self, module: ModuleType) -> None:
+        from ._debuggable import debuggable
+
+        owner: Any = module
+        parts = self.qualname.split(".")
+        where = self.module
+        for part in parts[:-1]:
+            if not hasattr(owner, part):
+                raise _UsageError(f"--debug {self.text}: {where} has no attribute {part!r}")
+            owner = getattr(owner, part)
+            where = f"{where}.{part}"
+        name = parts[-1]
+        # A class's own __dict__ keeps classmethod/staticmethod objects, which
+        # @debuggable needs to see as such.
+        if isinstance(owner, type) and name in owner.__dict__:
+            target = owner.__dict__[name]
+        elif hasattr(owner, name):
+            target = getattr(owner, name)
+        else:
+            raise _UsageError(f"--debug {self.text}: {where} has no attribute {name!r}")
+        if not (callable(target) or isinstance(target, (classmethod, staticmethod))):
+            raise _UsageError(f"--debug {self.text}: {where}.{name} is not callable (it is a "
+                              f"{type(target).__name__}); name a function or method")
+        try:
+            wrapped = debuggable(target)
+        except TypeError as exc:
+            raise _UsageError(f"--debug {self.text}: {exc}") from None
+        setattr(owner, name, wrapped)
+        self.applied = True
+
+
+class _Runner:
+    def __init__(self, ns: argparse.Namespace, script: str | None, module: str | None,
+                 program_args: list[str], specs: list[_DebugSpec]) -> None:
+        self.ns = ns
+        self.script = script
+        self.module = module
+        self.program_args = program_args
+        self.specs = specs
+
+    def run(self) -> int:
+        saved_argv = sys.argv
+        saved_path0 = sys.path[0] if sys.path else None
+        try:
+            return self._run()
+        finally:
+            sys.argv = saved_argv
+            if saved_path0 is not None:
+                sys.path[0] = saved_path0
+            for spec in self.specs:
+                spec.live = False
+
+    def _run(self) -> int:
+        # As python does: sys.path[0] is the script's directory, or the
+        # current directory for -m (instead of eagerctl's own bin directory).
+        if self.script is not None:
+            if not os.path.exists(self.script):
+                print(f"eagerctl run: can't open file {os.path.abspath(self.script)!r}: "
+                      "[Errno 2] No such file or directory", file=sys.stderr)
+                return 2
+            real = os.path.realpath(self.script)
+            path0 = real if os.path.isdir(real) else os.path.dirname(real)
+        else:
+            path0 = os.getcwd()
+        if sys.path:
+            sys.path[0] = path0
+        else:
+            sys.path.insert(0, path0)
+        if self.module is not None and not self._module_exists(self.module):
+            print(f"eagerctl run: no module named {self.module!r}", file=sys.stderr)
+            return 1
+        try:
+            for spec in self.specs:
+                spec.check_module()
+        except _UsageError as exc:
+            print(f"eagerctl run: error: {exc}", file=sys.stderr)
+            return 2
+        if self.specs:
+            import wrapt
+
+            for spec in self.specs:
+                wrapt.register_post_import_hook(spec.apply, spec.module)
+        if self.ns.data_debug:
+            from . import _hook
+
+            try:
+                _hook.load()
+            except EagerctlError as exc:
+                print(f"eagerctl run: error: --data-debug: {exc}", file=sys.stderr)
+                return 2
+            import tensorflow as tf
+
+            tf.data.experimental.enable_debug_mode()
+        scope = self._scope()
+        if scope is None:
+            status = self._execute()
+        else:
+            try:
+                scope.__enter__()
+            except EagerctlError as exc:
+                print(f"eagerctl run: error: {exc}", file=sys.stderr)
+                return 2
+            try:
+                status = self._execute()
+            finally:
+                scope.__exit__(None, None, None)
+        for spec in self.specs:
+            if not spec.applied and not spec.failed:
+                print(f"eagerctl run: warning: --debug {spec.text} was never applied: the program did not "
+                      f"import {spec.module}", file=sys.stderr)
+        return status
+
+    @staticmethod
+    def _module_exists(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
+    def _scope(self) -> Any:
+        from ._scope import eager_scope, graph_scope
+
+        if self.ns.eager:
+            return eager_scope(process=self.ns.process)
+        if self.ns.graph:
+            return graph_scope(process=self.ns.process)
+        return None
+
+    def _execute(self) -> int:
+        try:
+            if self.module is not None:
+                # run_module(alter_sys=True) puts the module's file in sys.argv[0].
+                sys.argv = [self.module, *self.program_args]
+                runpy.run_module(self.module, run_name="__main__", alter_sys=True)
+            else:
+                assert self.script is not None
+                sys.argv = [self.script, *self.program_args]
+                runpy.run_path(self.script, run_name="__main__")
+        except SystemExit as exc:
+            return _exit_status(exc.code, report=True)
+        except BaseException as exc:  # noqa: BLE001 - reported the way python reports it
+            _report(exc)
+            return 130 if isinstance(exc, KeyboardInterrupt) else 1
+        return 0
+
+
+def _exit_status(code: object, report: bool = False) -> int:
+    """SystemExit's code as python turns it into an exit status."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    if report:
+        print(code, file=sys.stderr)
+    return 1
+
+
+def _report(exc: BaseException) -> None:
+    """Print an uncaught exception through sys.excepthook, without eagerctl's and runpy's frames."""
+    tb: TracebackType | None = exc.__traceback__
+    skip = {__file__, os.path.abspath(__file__), runpy.__file__}
+    while tb is not None and (tb.tb_frame.f_code.co_filename in skip
+                              or tb.tb_frame.f_code.co_filename.startswith("<frozen runpy")):
+        tb = tb.tb_next
+    # CPython prints the exception's own __traceback__, whatever tb is passed.
+    exc.__traceback__ = tb
+    try:
+        sys.excepthook(type(exc), exc, tb)
+    except Exception:  # noqa: BLE001 - a broken excepthook must not hide the error
+        traceback.print_exception(type(exc), exc, tb)

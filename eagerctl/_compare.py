@@ -1,0 +1,449 @@
+"""`compare(fn, *args, **kwargs)`: run a function compiled and eagerly, and diff the two.
+
+The question it answers is "why does my model train differently eagerly?".
+Both runs start from the same state: the variables the function touches are
+snapshotted once the graph is traced (so variables created on the first call,
+such as optimizer slots, exist and are included), restored before each mode,
+compared after the compared call, and restored again at the end, so `compare`
+never advances training.
+
+"Touches" means: every variable the traced graph reads or assigns (TF records
+them in `FuncGraph.variables`, including those of nested `tf.function`s),
+every variable created while tracing, and every `tf.Variable` passed in the
+arguments (TF does not record those, they are graph inputs).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from . import _hook
+from ._errors import EagerctlError
+from ._scope import eager_scope, graph_scope
+
+_MISSING = object()
+
+
+class Row:
+    """One compared value: an output leaf or a variable."""
+
+    __slots__ = ("dtype", "kind", "match", "max_abs_diff", "note", "path", "shape")
+
+    def __init__(self, path: str, kind: str, *, shape: str, dtype: str, max_abs_diff: float,
+                 match: bool, note: str = "") -> None:
+        self.path = path
+        self.kind = kind
+        self.shape = shape
+        self.dtype = dtype
+        self.max_abs_diff = max_abs_diff
+        self.match = match
+        self.note = note
+
+    def __repr__(self) -> str:
+        return (f"Row(path={self.path!r}, kind={self.kind!r}, shape={self.shape!r}, dtype={self.dtype!r}, "
+                f"max_abs_diff={self.max_abs_diff!r}, match={self.match}, note={self.note!r})")
+
+
+class Comparison:
+    """What `compare()` found; `str()` of it is a readable table.
+
+    Attributes:
+        name: the compared function's name.
+        match: True when every output and every variable agrees within `rtol`/`atol`.
+        max_abs_diff: the largest absolute difference over all numeric values
+            (`inf` where shapes, dtypes or structure differ).
+        mismatches: paths of the values that differ, such as ``"output[0]"``,
+            ``"output['loss']"`` or ``"variables['dense/kernel']"``.
+        rows: one `Row` per compared value (path, kind, shape, dtype, diff, match).
+        graph_seconds, eager_seconds: wall time per call in each mode, over
+            `repeat` timed calls made after the compared one (tracing excluded).
+        slowdown: `eager_seconds / graph_seconds`.
+        traces: how many times `compare` traced the function (0 when it was
+            already traced for these arguments); trace_seconds: the time spent.
+        graph_output, eager_output: what the compared call returned in each mode.
+        variables: names of the variables snapshotted, restored and compared.
+    """
+
+    __slots__ = (
+        "atol",
+        "eager_output",
+        "eager_seconds",
+        "graph_output",
+        "graph_seconds",
+        "match",
+        "max_abs_diff",
+        "mismatches",
+        "name",
+        "repeat",
+        "rows",
+        "rtol",
+        "slowdown",
+        "trace_seconds",
+        "traces",
+        "variables",
+    )
+
+    def __init__(self, *, name: str, rows: Sequence[Row], graph_seconds: float, eager_seconds: float,
+                 traces: int, trace_seconds: float, repeat: int, rtol: float, atol: float,
+                 graph_output: Any, eager_output: Any, variables: Sequence[str]) -> None:
+        self.name = name
+        self.rows = tuple(rows)
+        self.mismatches = tuple(r.path for r in self.rows if not r.match)
+        self.match = not self.mismatches
+        self.max_abs_diff = max((r.max_abs_diff for r in self.rows), default=0.0)
+        self.graph_seconds = graph_seconds
+        self.eager_seconds = eager_seconds
+        self.slowdown = eager_seconds / graph_seconds if graph_seconds > 0 else math.inf
+        self.traces = traces
+        self.trace_seconds = trace_seconds
+        self.repeat = repeat
+        self.rtol = rtol
+        self.atol = atol
+        self.graph_output = graph_output
+        self.eager_output = eager_output
+        self.variables = tuple(variables)
+
+    def __repr__(self) -> str:
+        return (f"<Comparison {self.name}: match={self.match}, max_abs_diff={self.max_abs_diff:.3g}, "
+                f"mismatches={list(self.mismatches)!r}, graph_seconds={self.graph_seconds:.3g}, "
+                f"eager_seconds={self.eager_seconds:.3g}, slowdown={self.slowdown:.3g}, "
+                f"traces={self.traces}>")
+
+    def __str__(self) -> str:
+        verdict = ("graph and eager MATCH" if self.match
+                   else f"graph and eager DIFFER in {len(self.mismatches)}")
+        lines = [f"compare({self.name}): {verdict}  (rtol={self.rtol:g}, atol={self.atol:g})"]
+        shown = [r for r in self.rows if not r.match]
+        budget = max(0, _MAX_ROWS - len(shown))
+        matching = [r for r in self.rows if r.match]
+        shown_ids = {id(r) for r in shown} | {id(r) for r in matching[:budget]}
+        table = [r for r in self.rows if id(r) in shown_ids]
+        width = max([len("value"), *(len(r.path) for r in table)])
+        lines.append(f"  {'value':<{width}}  {'shape':<12} {'dtype':<9} {'max |graph - eager|':<19}  same")
+        for r in table:
+            same = "yes" if r.match else "NO"
+            note = f"  {r.note}" if r.note else ""
+            lines.append(f"  {r.path:<{width}}  {r.shape:<12} {r.dtype:<9} {_fmt_diff(r.max_abs_diff):<19}  "
+                         f"{same}{note}")
+        hidden = len(self.rows) - len(table)
+        if hidden:
+            lines.append(f"  ... and {hidden} more that match")
+        lines.append(f"  time per call: graph {_fmt_seconds(self.graph_seconds)}, eager "
+                     f"{_fmt_seconds(self.eager_seconds)}, slowdown {self.slowdown:.1f}x  "
+                     f"({self.repeat} timed call{'s' if self.repeat != 1 else ''} each)")
+        if self.traces:
+            lines.append(f"  tracing: {self.traces} trace{'s' if self.traces != 1 else ''}, "
+                         f"{_fmt_seconds(self.trace_seconds)} (not in the times above)")
+        else:
+            lines.append("  tracing: none (already traced for these arguments)")
+        return "\n".join(lines)
+
+
+_MAX_ROWS = 30
+
+
+def _fmt_diff(value: float) -> str:
+    if value == 0:
+        return "0"
+    return f"{value:.3g}"
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} us"
+
+
+def _check_options(rtol: object, atol: object, repeat: object) -> None:
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"compare({name}={value!r}): {name} must be a number, not {type(value).__name__}")
+        if not value >= 0:
+            raise EagerctlError(f"compare({name}={value!r}): {name} must be 0 or more")
+    if isinstance(repeat, bool) or not isinstance(repeat, int):
+        raise TypeError(f"compare(repeat={repeat!r}): repeat must be an int, not {type(repeat).__name__}")
+    if repeat < 1:
+        raise EagerctlError(f"compare(repeat={repeat!r}): repeat must be 1 or more (the number of timed "
+                            "calls in each mode)")
+
+
+def _unwrap(fn: Any) -> Any:
+    # A @debuggable proxy would force its calls eager even under graph_scope():
+    # compare what it wraps.
+    import wrapt
+
+    while isinstance(fn, wrapt.ObjectProxy):
+        fn = fn.__wrapped__
+    return fn
+
+
+def _function_name(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if not isinstance(name, str):
+        python_function = getattr(fn, "python_function", None)
+        name = getattr(python_function, "__qualname__", None) or type(fn).__name__
+    return str(name)
+
+
+def compare(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: float = 1e-6,
+            repeat: int = 10, **kwargs: Any) -> Comparison:
+    """Run `fn(*args, **kwargs)` compiled and eagerly from the same state; return a `Comparison`.
+
+    `fn` is a `tf.function` (compiled under `graph_scope()`, its Python body
+    run under `eager_scope()`) or a plain Python function, compared as
+    `tf.function(fn)`. Variables it touches (weights, optimizer slots created
+    on the first call, counters) are restored before each mode, compared
+    after it, and restored again at the end. Each mode then makes `repeat`
+    timed calls. Keyword arguments named `rtol`, `atol` or `repeat` are
+    compare's own: pass such arguments of `fn` with `functools.partial`.
+
+    Example::
+
+        result = eagerctl.compare(train_step, x, y)
+        print(result)                      # a table: values, max |diff|, times
+        assert result.match, result.mismatches
+    """
+    _check_options(rtol, atol, repeat)
+    target = _unwrap(fn)
+    if not callable(target):
+        raise TypeError(f"compare() needs a tf.function or a Python callable, not {fn!r}")
+    _hook.require_local()
+    import numpy as np
+    import tensorflow as tf
+
+    if isinstance(target, tf.types.experimental.ConcreteFunction):
+        raise TypeError(
+            f"compare() cannot run {fn!r} eagerly: a ConcreteFunction has no Python body; "
+            "pass the tf.function (or the Python function) it came from"
+        )
+    if not tf.executing_eagerly():
+        raise EagerctlError(
+            f"compare({_function_name(target)}) was called while TensorFlow traces a graph; it runs "
+            "the function itself and must be called eagerly, outside any tf.function"
+        )
+    is_tf_function = hasattr(target, "python_function") and hasattr(target, "get_concrete_function")
+    graph_fn = target if is_tf_function else tf.function(target)
+    name = _function_name(target)
+
+    created: list[Any] = []
+
+    def record(next_creator: Callable[..., Any], **kw: Any) -> Any:
+        var = next_creator(**kw)
+        created.append(var)
+        return var
+
+    count0 = graph_fn.experimental_get_tracing_count()
+    start = time.perf_counter()
+    with graph_scope(), tf.variable_creator_scope(record):
+        concrete = graph_fn.get_concrete_function(*args, **kwargs)
+    trace_seconds = time.perf_counter() - start
+
+    variables = _collect_variables(tf, concrete, created, args, kwargs)
+    snapshot = [(var, np.array(var.numpy(), copy=True)) for var in variables.values()]
+
+    def restore() -> None:
+        for var, value in snapshot:
+            var.assign(value)
+
+    try:
+        graph = _run_mode(graph_scope(), graph_fn, args, kwargs, variables=variables, repeat=repeat,
+                          restore=restore)
+        eager = _run_mode(eager_scope(), graph_fn, args, kwargs, variables=variables, repeat=repeat,
+                          restore=restore)
+    finally:
+        restore()
+    traces = graph_fn.experimental_get_tracing_count() - count0
+    rows = _compare_outputs(graph.outputs, eager.outputs, rtol, atol, np)
+    rows += _compare_variables(graph.variables, eager.variables, rtol, atol, np)
+    return Comparison(name=name, rows=rows, graph_seconds=graph.seconds, eager_seconds=eager.seconds,
+                      traces=traces, trace_seconds=trace_seconds if traces else 0.0, repeat=repeat,
+                      rtol=float(rtol), atol=float(atol), graph_output=graph.raw, eager_output=eager.raw,
+                      variables=list(variables))
+
+
+class _ModeResult:
+    __slots__ = ("outputs", "raw", "seconds", "variables")
+
+    def __init__(self, raw: Any, outputs: dict[str, Any], variables: dict[str, Any], seconds: float) -> None:
+        self.raw = raw
+        self.outputs = outputs
+        self.variables = variables
+        self.seconds = seconds
+
+
+def _run_mode(scope: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+              variables: dict[str, Any], repeat: int, restore: Callable[[], None]) -> _ModeResult:
+    import numpy as np
+
+    restore()
+    with scope:
+        raw = fn(*args, **kwargs)
+        outputs = _flatten(raw, "output", np)
+        values = {vname: np.array(var.numpy(), copy=True) for vname, var in variables.items()}
+        start = time.perf_counter()
+        for _ in range(repeat):
+            last = fn(*args, **kwargs)
+            # Reading the results waits for them (asynchronous devices): the
+            # time is that of finished work, in both modes alike.
+            _flatten(last, "output", np)
+        seconds = (time.perf_counter() - start) / repeat
+    return _ModeResult(raw, outputs, values, seconds)
+
+
+def _variable_name(var: Any) -> str:
+    name = str(getattr(var, "name", "variable"))
+    return name[:-2] if name.endswith(":0") else name
+
+
+def _collect_variables(tf: Any, concrete: Any, created: list[Any], args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> dict[str, Any]:
+    found: dict[int, Any] = {}
+    for var in (*concrete.graph.variables, *created):
+        found.setdefault(id(var), var)
+    for leaf in tf.nest.flatten((args, kwargs)):
+        if isinstance(leaf, tf.Variable):
+            found.setdefault(id(leaf), leaf)
+    named: dict[str, Any] = {}
+    # Sorted by name: FuncGraph keeps its variables in a set, in no stable order.
+    for var in sorted(found.values(), key=_variable_name):
+        base = _variable_name(var)
+        key, n = base, 1
+        while key in named:
+            n += 1
+            key = f"{base}#{n}"
+        named[key] = var
+    return named
+
+
+def _is_namedtuple(value: object) -> bool:
+    return isinstance(value, tuple) and hasattr(type(value), "_fields")
+
+
+def _flatten(value: Any, path: str, np: Any, out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Nested outputs as {path: leaf}, tensors turned into numpy arrays."""
+    if out is None:
+        out = {}
+    if _is_namedtuple(value):
+        for field in type(value)._fields:
+            _flatten(getattr(value, field), f"{path}.{field}", np, out)
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            _flatten(item, f"{path}[{i}]", np, out)
+    elif isinstance(value, Mapping):
+        for key in value:
+            _flatten(value[key], f"{path}[{key!r}]", np, out)
+    else:
+        out[path] = _to_numpy(value, np)
+    return out
+
+
+def _to_numpy(value: Any, np: Any) -> Any:
+    if value is None or isinstance(value, (str, bytes)):
+        return value
+    to_numpy = getattr(value, "numpy", None)
+    if callable(to_numpy):
+        try:
+            return np.array(to_numpy(), copy=True)
+        except Exception:  # noqa: BLE001 - composite tensors have no .numpy(); fall through
+            pass
+    components = _composite_components(value)
+    if components is not None:
+        return tuple(np.array(c.numpy(), copy=True) for c in components)
+    if isinstance(value, (bool, int, float, complex, np.ndarray, np.generic)):
+        return np.array(value, copy=True)
+    return value
+
+
+def _composite_components(value: Any) -> list[Any] | None:
+    # RaggedTensor, SparseTensor and other composites: compare their component tensors.
+    if not hasattr(value, "_type_spec"):
+        return None
+    import tensorflow as tf
+
+    try:
+        return list(tf.nest.flatten(value, expand_composites=True))
+    except Exception:  # noqa: BLE001 - not a composite after all
+        return None
+
+
+def _describe(value: Any, np: Any) -> tuple[str, str]:
+    if isinstance(value, np.ndarray):
+        return str(tuple(value.shape)), str(value.dtype)
+    if isinstance(value, tuple):
+        return f"{len(value)} parts", "composite"
+    return "-", type(value).__name__
+
+
+def _diff_composite(a: tuple[Any, ...], b: tuple[Any, ...], rtol: float, atol: float,
+                    np: Any) -> tuple[float, bool, str]:
+    if len(a) != len(b):
+        return math.inf, False, "composite structure differs"
+    worst, ok, note = 0.0, True, ""
+    for x, y in zip(a, b, strict=True):
+        d, same, n = _diff(x, y, rtol, atol, np)
+        worst, ok, note = max(worst, d), ok and same, note or n
+    return worst, ok, note
+
+
+def _diff(a: Any, b: Any, rtol: float, atol: float, np: Any) -> tuple[float, bool, str]:  # noqa: PLR0911
+    """(max |a - b|, within tolerance, note) for two leaves."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return _diff_composite(a, b, rtol, atol, np)
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+        try:
+            same = bool(a == b)
+        except Exception:  # noqa: BLE001 - incomparable objects differ
+            same = False
+        return (0.0 if same else math.inf), same, "" if same else f"{a!r} != {b!r}"
+    if a.shape != b.shape:
+        return math.inf, False, f"shape {a.shape} != {b.shape}"
+    if a.dtype != b.dtype:
+        return math.inf, False, f"dtype {a.dtype} != {b.dtype}"
+    if a.size == 0:
+        return 0.0, True, ""
+    if a.dtype.kind in "biufc":
+        x = a.astype(np.complex128 if a.dtype.kind == "c" else np.float64)
+        y = b.astype(x.dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            same = (x == y) | (np.isnan(x) & np.isnan(y))
+            diff = np.where(same, 0.0, np.abs(x - y))
+        # NaN against a number (or infinities of opposite sign) is as far apart as it gets.
+        diff = np.where(np.isnan(diff), math.inf, diff)
+        worst = float(np.max(diff))
+        close = bool(np.all(np.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True)))
+        return worst, close, ""
+    same = bool(np.array_equal(a, b))
+    return (0.0 if same else math.inf), same, ""
+
+
+def _compare_outputs(graph: dict[str, Any], eager: dict[str, Any], rtol: float, atol: float,
+                     np: Any) -> list[Row]:
+    rows = []
+    for path in [*graph, *(p for p in eager if p not in graph)]:
+        g, e = graph.get(path, _MISSING), eager.get(path, _MISSING)
+        if g is _MISSING or e is _MISSING:
+            shape, dtype = _describe(e if g is _MISSING else g, np)
+            where = "graph" if g is _MISSING else "eager"
+            rows.append(Row(path, "output", shape=shape, dtype=dtype, max_abs_diff=math.inf, match=False,
+                            note=f"missing in {where} output"))
+            continue
+        shape, dtype = _describe(g, np)
+        diff, ok, note = _diff(g, e, rtol, atol, np)
+        rows.append(Row(path, "output", shape=shape, dtype=dtype, max_abs_diff=diff, match=ok, note=note))
+    return rows
+
+
+def _compare_variables(graph: dict[str, Any], eager: dict[str, Any], rtol: float, atol: float,
+                       np: Any) -> list[Row]:
+    rows = []
+    for vname, g in graph.items():
+        shape, dtype = _describe(g, np)
+        diff, ok, note = _diff(g, eager[vname], rtol, atol, np)
+        rows.append(Row(f"variables[{vname!r}]", "variable", shape=shape, dtype=dtype, max_abs_diff=diff,
+                        match=ok, note=note))
+    return rows
