@@ -38,7 +38,7 @@ import itertools
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from . import _hook
 from ._errors import EagerctlError
@@ -208,15 +208,15 @@ class _Island:
             # Autograph follows the outer function's setting, as a traced body would.
             converted = autograph.tf_convert(self.fn, ag_ctx.control_status_ctx())
             try:
-                with record.VariableWatcher() as watcher:
+                with record.VariableWatcher() as watcher, _numpy_placeholders():
                     out = converted(*args, **kwargs)
                 out = tf.nest.map_structure(_as_output, out, expand_composites=True)
             except Exception as exc:
                 raise EagerctlError(
                     f"@debuggable function {self.name!r} could not be traced to learn its outputs, "
                     f"which an eager island needs before it runs ({type(exc).__name__}: {exc}). "
-                    "Its body is traced once with symbolic tensors: guard eager-only code such as "
-                    ".numpy() with `if tf.executing_eagerly():`, or use @debuggable(island=False)"
+                    "Its body is traced once with symbolic tensors: guard code that needs real values "
+                    "with `if tf.executing_eagerly():`, or use @debuggable(island=False)"
                 ) from exc
         read_vars = _unique(watcher.watched_variables())
         handles = [ext for ext, internal in scratch.captures if internal.dtype == tf.resource]
@@ -416,6 +416,87 @@ def _eager_op(func: Callable[..., Any], inputs: list[Any], tout: list[Any], name
     outs = gen_script_ops.eager_py_func(input=inputs, token=token, is_async=context.is_async(),
                                         Tout=tout, name=name)
     return list(outs)
+
+
+class _TraceValues:
+    """`.numpy()` for symbolic tensors, only while this thread traces an island.
+
+    The scratch trace must not fail on the `.numpy()` calls that are the point
+    of an eager island. While it runs, `.numpy()` on a graph tensor returns
+    zeros of its static shape (unknown dimensions as 1) that print as a note
+    saying the value is unknown. Other threads see no such attribute.
+    """
+
+    lock = threading.Lock()
+    users = 0
+    threads: ClassVar[dict[int, int]] = {}
+    patched: type | None = None
+    array_class: type | None = None
+
+
+def _numpy_property(graph_tensor_class: type) -> property:
+    def numpy(self: Any) -> Callable[[], Any]:
+        if threading.get_ident() not in _TraceValues.threads:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'numpy'")
+
+        @_not_converted
+        def value() -> Any:
+            return _placeholder_value(self)
+
+        return value
+
+    return property(numpy)
+
+
+@_not_converted
+def _placeholder_value(tensor: Any) -> Any:
+    import numpy as np
+
+    if _TraceValues.array_class is None:
+
+        class TraceTimeValue(np.ndarray):
+            """Zeros standing in for a value that only exists when the island runs."""
+
+            def __repr__(self) -> str:
+                return "<value unknown: eagerctl is tracing an eager island once to learn its outputs>"
+
+            __str__ = __repr__
+
+        _TraceValues.array_class = TraceTimeValue
+    shape = [] if tensor.shape.rank is None else [1 if d is None else d for d in tensor.shape]
+    return np.zeros(shape, dtype=tensor.dtype.as_numpy_dtype).view(_TraceValues.array_class)
+
+
+@contextlib.contextmanager
+def _numpy_placeholders() -> Any:
+    import tensorflow as tf
+    from tensorflow.python.framework import ops
+
+    # The graph tensor class: SymbolicTensor in recent TF; in TF 2.13 it is
+    # tf.Tensor itself (EagerTensor's own numpy() comes first in its MRO).
+    graph_class: type = ops.SymbolicTensor
+    if not issubclass(graph_class, tf.Tensor):
+        graph_class = tf.Tensor
+    ident = threading.get_ident()
+    with _TraceValues.lock:
+        if _TraceValues.users == 0 and "numpy" not in graph_class.__dict__:
+            setattr(graph_class, "numpy", _numpy_property(graph_class))  # noqa: B010
+            _TraceValues.patched = graph_class
+        _TraceValues.users += 1
+        _TraceValues.threads[ident] = _TraceValues.threads.get(ident, 0) + 1
+    try:
+        yield
+    finally:
+        with _TraceValues.lock:
+            left = _TraceValues.threads[ident] - 1
+            if left:
+                _TraceValues.threads[ident] = left
+            else:
+                del _TraceValues.threads[ident]
+            _TraceValues.users -= 1
+            if _TraceValues.users == 0 and _TraceValues.patched is not None:
+                delattr(_TraceValues.patched, "numpy")
+                _TraceValues.patched = None
 
 
 _EAGER_FUNC: type | None = None
