@@ -89,8 +89,6 @@ def interleave(
         for r in range(rounds):
             shift = r % len(names)
             order = names[shift:] + names[:shift]
-            if r % 2:
-                order.reverse()
             for name in order:
                 if name in before:
                     before[name]()

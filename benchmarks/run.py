@@ -44,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = only - set(GROUPS)
     if unknown:
         _parser().error(f"unknown group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            _parser().error("--plot needs matplotlib: pip install matplotlib (or eagerctl[plot])")
     cfg = _figures.QUICK if args.quick else _figures.FULL
     mode = "quick" if args.quick else "full"
     started = time.perf_counter()
