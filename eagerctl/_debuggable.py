@@ -22,6 +22,7 @@ import os
 import pdb
 import re
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,9 +30,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import wrapt
 
-from . import _hook
+from . import _hook, _local
 from ._errors import EagerctlError, EagerctlWarning
-from ._scope import Activation, Scope
+from ._scope import LIVE_LOCAL, Activation, Scope
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,6 +47,10 @@ _ON = frozenset({"", "1", "true", "yes", "on"})
 
 logger = logging.getLogger("eagerctl")
 
+_getframe = sys._getframe
+_get_ident = threading.get_ident
+_modules = sys.modules
+
 _FUNCTION_MODULE = _hook.FUNCTION_MODULE
 _SUPPORTED = (
     "it decorates tf.functions, functions, coroutine functions, and instance, class and static "
@@ -50,17 +58,43 @@ _SUPPORTED = (
 )
 
 
-class _DebuggableScope(Scope):
-    """The local eager override a `@debuggable` call pushes; named after its function."""
+class _CallActivation(Activation):
+    """The local eager override of one `@debuggable` call.
 
-    __slots__ = ("label",)
+    Pushed and removed by the same Python frame around the body, so the
+    misuse checks of `Activation.enter`/`exit` (other thread or task, double
+    exit) cannot apply, and the tracing check has been made already: this
+    skips them and the task lookup that costs a microsecond when no event
+    loop runs. It is on the core's local stack and in `LIVE_LOCAL` like any
+    activation, so `status()` lists it and `uninstall_hook()` waits for it.
+    """
 
-    def __init__(self, label: str) -> None:
-        super().__init__(True, False, "eager_scope")
-        self.label = label
+    __slots__ = ()
 
-    def __repr__(self) -> str:
-        return f"debuggable({self.label})"
+    def __init__(self, scope: Scope, frame: FrameType) -> None:
+        self.scope = scope
+        self.value = True
+        self.thread = _get_ident()
+        aio = _modules.get("asyncio")  # no asyncio imported: no task either
+        self.task = aio.current_task() if aio is not None and aio._get_running_loop() is not None else None
+        self.code = frame.f_code
+        self.lasti = frame.f_lasti
+        self.below = None
+        self.activation = self
+        self.older = self.newer = None
+        self.registered = False
+
+
+def _push(act: _CallActivation) -> None:
+    _local.push(act)
+    LIVE_LOCAL[act] = None
+
+
+def _pop(act: _CallActivation) -> None:
+    # Out of order is possible (a scope entered in the body and left open by a
+    # suspended generator); `remove` keeps the frames above with their values.
+    _local.remove(act)
+    LIVE_LOCAL.pop(act, None)
 
 
 # -- what can be decorated --------------------------------------------------
@@ -224,7 +258,7 @@ class _Settings:
         self.check_numerics = check_numerics
         self.log_calls = log_calls
         self.plain = recursive and not (post_mortem or check_numerics or log_calls)
-        self.scope = _DebuggableScope(self.label)
+        self.scope = Scope(True, False, f"@debuggable {self.label}")
         self.warned = False
 
     def options(self) -> str:
@@ -244,6 +278,7 @@ class _Settings:
         return self.inner.python_function, (instance, *args)
 
     def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The general call path (the `wrapt` wrapper); `fast_wrapper` is the lean one."""
         if not _hook.installed:
             _hook.require_local()  # raises EagerctlError where TF cannot be hooked
         body, args = self._body(wrapped, instance, args)
@@ -251,20 +286,48 @@ class _Settings:
             return self._call_coroutine(body, args, kwargs)
         if not _hook.executing_eagerly():  # type: ignore[misc]
             return self._call_while_tracing(body, args, kwargs)
-        if self.plain:
-            act = Activation(self.scope, 1)
-            act.enter(3)
+        return self.call_eagerly(body, args, kwargs)
+
+    def wrapper(self) -> Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]:
+        """The `wrapt` wrapper: `self`, or a lean closure when no debug aid is on.
+
+        The lean one is the same path with every per-call lookup bound in advance:
+        a call through the proxy must cost about what the same `tf.function`
+        costs under TF's global eager flag.
+        """
+        if not self.plain or self.kind == "coroutine":
+            return self
+        scope, tf_type, inner = self.scope, self.tf_type, self.inner
+        hook, push, live = _hook, _local.push, LIVE_LOCAL
+        settings = self
+
+        def fast_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if not hook.installed:
+                hook.require_local()
+            if tf_type is None:
+                body = wrapped
+            elif type(wrapped) is tf_type:
+                body = wrapped.python_function
+            else:
+                body, args = inner.python_function, (instance, *args)
+            if not hook.executing_eagerly():  # type: ignore[misc]
+                return settings._call_while_tracing(body, args, kwargs)
+            act = _CallActivation(scope, _getframe(1))
+            push(act)
+            live[act] = None
             try:
                 return body(*args, **kwargs)
             finally:
-                act.exit()
-        return self.call_eagerly(body, args, kwargs)
+                _pop(act)
+
+        fast_wrapper.settings = self  # type: ignore[attr-defined]
+        return fast_wrapper
 
     def call_eagerly(self, body: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run `body` eagerly with this function's options (the override and the debug aids)."""
-        act = Activation(self.scope, 2) if self.recursive else None
+        act = _CallActivation(self.scope, _getframe(1)) if self.recursive else None
         if act is not None:
-            act.enter(4)
+            _push(act)
         start = time.perf_counter() if self.log_calls else 0.0
         outcome = "returned"
         try:
@@ -277,7 +340,7 @@ class _Settings:
                 raise
         finally:
             if act is not None:
-                act.exit()
+                _pop(act)
             if self.log_calls:
                 self._log(args, kwargs, outcome, time.perf_counter() - start)
         if self.check_numerics:
@@ -288,9 +351,9 @@ class _Settings:
                               kwargs: dict[str, Any]) -> Any:
         # The override must be pushed inside the coroutine: it is the awaiting task's context
         # that has to see it, and only while the body runs.
-        act = Activation(self.scope, 1) if self.recursive else None
+        act = _CallActivation(self.scope, _getframe(1)) if self.recursive else None
         if act is not None:
-            act.enter(3)
+            _push(act)
         start = time.perf_counter() if self.log_calls else 0.0
         outcome = "returned"
         try:
@@ -303,7 +366,7 @@ class _Settings:
                 raise
         finally:
             if act is not None:
-                act.exit()
+                _pop(act)
             if self.log_calls:
                 self._log(args, kwargs, outcome, time.perf_counter() - start)
         if self.check_numerics:
@@ -445,7 +508,9 @@ class _Debuggable(_UnboundBase):
 
     @property
     def _self_debuggable(self) -> _Settings:
-        settings = self._self_wrapper
+        """This function's options and call path (for eagerctl's own tools and tests)."""
+        wrapper = self._self_wrapper
+        settings = wrapper if isinstance(wrapper, _Settings) else getattr(wrapper, "settings", None)
         assert isinstance(settings, _Settings)
         return settings
 
@@ -523,7 +588,7 @@ def debuggable(fn: Any = None, /, *, recursive: bool = True, enabled: bool | Non
             return target
         settings = _Settings(target, kind, recursive=recursive, post_mortem=post_mortem,
                              check_numerics=check_numerics, log_calls=log_calls)
-        return _Debuggable(target, settings)
+        return _Debuggable(target, settings.wrapper())
 
     if fn is None:
         return decorate
