@@ -177,7 +177,9 @@ def _unwrap(fn: Any) -> Any:
     # compare what it wraps.
     import wrapt
 
-    while isinstance(fn, wrapt.ObjectProxy):
+    # wrapt 2 proxies (FunctionWrapper included) derive from BaseObjectProxy, wrapt 1's from ObjectProxy.
+    proxy_type = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
+    while isinstance(fn, proxy_type):
         fn = fn.__wrapped__
     return fn
 
@@ -282,7 +284,9 @@ def _run_mode(scope: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 
     restore()
     with scope:
-        raw = fn(*args, **kwargs)
+        # Variables returned as outputs are read now: later calls and the
+        # restore would change what they show.
+        raw = _freeze(fn(*args, **kwargs))
         outputs = _flatten(raw, "output", np)
         values = {vname: np.array(var.numpy(), copy=True) for vname, var in variables.items()}
         start = time.perf_counter()
@@ -340,6 +344,25 @@ def _flatten(value: Any, path: str, np: Any, out: dict[str, Any] | None = None) 
     else:
         out[path] = _to_numpy(value, np)
     return out
+
+
+def _is_variable(value: object) -> bool:
+    return hasattr(value, "assign") and hasattr(value, "dtype") and hasattr(value, "shape")
+
+
+def _freeze(value: Any) -> Any:
+    """The same nested structure, with variables replaced by tensors of their current value."""
+    if _is_namedtuple(value):
+        return type(value)(*(_freeze(v) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _freeze(v) for k, v in value.items()}
+    if _is_variable(value):
+        import tensorflow as tf
+
+        return tf.identity(tf.convert_to_tensor(value))
+    return value
 
 
 def _to_numpy(value: Any, np: Any) -> Any:

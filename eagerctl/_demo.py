@@ -153,9 +153,9 @@ def square_and_gradient(tf: Any, repeat: int) -> Scenario:
             for _ in range(3):
                 y, dy_dx = decorated(x)
         runs = len(s.body_runs)
-        how = "to trace, once" if label == "off" else "on every call"
+        how = "only to trace" if label == "off" else "on every call"
         results.append(f"flag {label + ':':<4} y = {float(y):g}, dy/dx = {float(dy_dx):g}; in 3 calls the "
-                       f"Python body ran {runs}x, {how}")
+                       f"Python body ran {runs}x ({how})")
     s.facts.extend(results)
     del s.body_runs[:]
     with graph_scope(process=True):
