@@ -39,7 +39,7 @@ class Config:
 
 
 QUICK = Config(quick=True, rounds=7, seconds=0.01, workload_rounds=3, workload_seconds=0.06,
-               import_rounds=4, memory_cycles=60_000)
+               import_rounds=4, memory_cycles=64_000)
 FULL = Config(quick=False, rounds=41, seconds=0.03, workload_rounds=15, workload_seconds=0.25,
               import_rounds=25, memory_cycles=1_000_000)
 
@@ -117,8 +117,11 @@ def hook_call(cfg: Config) -> list[Row]:
         return time.perf_counter() - start
 
     try:
-        res = _micro(cfg, {"hook": calls, "original": calls}, "original",
-                     before={"hook": eagerctl.install_hook, "original": eagerctl.uninstall_hook})
+        # The smallest difference to resolve: more, shorter rounds, so that
+        # drift between the two sides of a round is smaller.
+        res = interleave({"hook": calls, "original": calls}, "original", rounds=cfg.rounds * 3,
+                         seconds=cfg.seconds / 2,
+                         before={"hook": eagerctl.install_hook, "original": eagerctl.uninstall_hook})
     finally:
         eagerctl.install_hook()
     return [Row(
@@ -364,8 +367,16 @@ def memory(cfg: Config) -> list[Row]:
     def decorated() -> None:
         pass
 
+    @graph_scope(process=True)
+    def decorated_process() -> None:
+        pass
+
+    def generator() -> Any:
+        yield 1
+
+    scoped_generator = eager_scope()(generator)
     reused = eager_scope()
-    per_iteration = 6
+    per_iteration = 8  # enter/exit cycles per iteration of `batch`
 
     def batch(n: int) -> None:
         for _ in range(n):
@@ -377,6 +388,9 @@ def memory(cfg: Config) -> list[Row]:
             with graph_scope(process=True):
                 pass
             decorated()
+            decorated_process()
+            for _ in scoped_generator():  # entered and exited around the body's one step
+                pass
             with reused:
                 pass
 
@@ -408,7 +422,8 @@ def memory(cfg: Config) -> list[Row]:
               f"{blocks_after - blocks_before:+,}; registry/live/stack left: {left}"),
         data={"cycles": cycles, "retained_bytes": retained, "rss_before": rss_before, "rss_after": rss_after,
               "blocks_delta": blocks_after - blocks_before, "left": list(left), "seconds": took,
-              "mix": "local eager, nested graph, process eager, process graph, decorator, reused object"},
+              "mix": ("local eager with nested local graph, process eager, process graph, decorated "
+                      "function (local and process), decorated generator, one reused scope object")},
     ).judge(clean)]
 
 
