@@ -67,7 +67,8 @@ def tracing_graph() -> bool:
 
 
 @_not_converted
-def call_as_island(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], *, name: str) -> Any:
+def call_as_island(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], *, name: str,
+                   trace_fn: Callable[..., Any] | None = None, override: bool = True) -> Any:
     """Insert `fn(*args, **kwargs)` into the graph being traced, to run eagerly.
 
     Call it while a `tf.function` is being traced. Returns graph tensors with
@@ -75,7 +76,9 @@ def call_as_island(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str
     graph runs, `fn` runs eagerly (`tf.executing_eagerly()` is True, and every
     `tf.function` it calls runs eagerly too). Gradients flow to the tensor
     arguments and to the variables `fn` reads. `name` names the function in
-    messages and in the op's name.
+    messages and in the op's name. `trace_fn` (default `fn`) is what is traced
+    to learn the outputs, for a caller whose `fn` wraps the body in run-time
+    extras; `override=False` leaves the eager override to `fn` itself.
 
     Example::
 
@@ -106,7 +109,7 @@ def call_as_island(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str
             "jit_compile=False)), or use @debuggable(island=False) to trace its body into the graph"
         ))
     _hook.require_local()
-    return _Island(fn, tuple(args), dict(kwargs), name).build()
+    return _Island(fn, tuple(args), dict(kwargs), name, trace_fn=trace_fn or fn, override=override).build()
 
 
 def _passing_autograph(error: EagerctlError) -> EagerctlError:
@@ -142,23 +145,21 @@ class _Island:
     """One island op in one traced graph: its trace-time facts and its tapes."""
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 name: str) -> None:
+                 name: str, *, trace_fn: Callable[..., Any], override: bool) -> None:
         self.fn = fn
+        self.trace_fn = trace_fn
+        self.override = override
         self.name = name
         self.structure = (args, kwargs)
         self.order = 0  # highest gradient order some graph built for this op
         self.kept: collections.OrderedDict[int, _Entry] = collections.OrderedDict()
         self.lock = threading.Lock()
-        self.scope: Any = None
 
     # -- trace time ------------------------------------------------------------
     def build(self) -> Any:
         import tensorflow as tf
         from tensorflow.python.framework import composite_tensor
 
-        from ._scope import Scope
-
-        self.scope = Scope(True, False, "debuggable")
         # Split the arguments: graph tensors (and composite tensors made of
         # them) are fed to the op; everything else is closed over.
         leaves = tf.nest.flatten(self.structure)
@@ -214,7 +215,7 @@ class _Island:
             placeholders = [tf.compat.v1.placeholder(t.dtype, t.shape) for t in self.inputs]
             args, kwargs = self._rebuild(placeholders)
             # Autograph follows the outer function's setting, as a traced body would.
-            converted = autograph.tf_convert(self.fn, ag_ctx.control_status_ctx())
+            converted = autograph.tf_convert(self.trace_fn, ag_ctx.control_status_ctx())
             try:
                 with record.VariableWatcher() as watcher, _numpy_placeholders():
                     out = converted(*args, **kwargs)
@@ -313,7 +314,7 @@ class _Island:
     def _run_forward(self, *eager_inputs: Any) -> list[Any]:
         import tensorflow as tf
 
-        from ._scope import Activation
+        from ._scope import Scope
 
         tensors = list(eager_inputs[: len(self.inputs)])
         tapes = []
@@ -323,15 +324,15 @@ class _Island:
             for tape in reversed(tapes):  # outermost first
                 stack.enter_context(tape)
                 tape.watch([tensors[k] for k in self.diff_input_pos])
-            # The override lives in a ContextVar, and this may be a TF executor
-            # thread: enter it here, so tf.functions the body calls run eagerly.
-            act = Activation(self.scope, 0)
-            act.enter(2)
-            try:
-                args, kwargs = self._rebuild(tensors)
+            args, kwargs = self._rebuild(tensors)
+            if self.override:
+                # The override lives in a ContextVar, and this may be a TF executor
+                # thread: enter it here, so tf.functions the body calls run eagerly.
+                # A fresh Scope per run: replicas may run this island concurrently.
+                with Scope(True, False, f"eager island {self.name}"):
+                    out = self.fn(*args, **kwargs)
+            else:
                 out = self.fn(*args, **kwargs)
-            finally:
-                act.exit()
             results = self._check_outputs(out)
         call_id = next(_call_ids)
         if tapes:
