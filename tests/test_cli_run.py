@@ -1,0 +1,308 @@
+"""`eagerctl run`: a program run unchanged, with tf.functions eager or compiled.
+
+In-process through `main([...])` (TF is imported once); one subprocess covers
+`python -m eagerctl` and `--data-debug`, which is global and irreversible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tensorflow as tf
+
+from eagerctl._cli import RUN_USAGE, main
+
+# A program that reports, as JSON on stdout, how its tf.function calls ran.
+PROGRAM = """\
+import json, sys, threading
+import tensorflow as tf
+
+seen = {}
+
+@tf.function
+def probe(x):
+    seen.setdefault(threading.current_thread().name, []).append(tf.executing_eagerly())
+    return x + 1
+
+probe(tf.constant(1)); probe(tf.constant(2))
+worker = threading.Thread(target=lambda: (probe(tf.constant(1)), probe(tf.constant(2))), name="worker")
+worker.start(); worker.join()
+print(json.dumps({
+    "argv": sys.argv, "name": __name__, "path0": sys.path[0],
+    "flag": tf.config.functions_run_eagerly(),
+    "main": seen.get("MainThread", []), "worker": seen.get("worker", []),
+}))
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def report(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    out = capsys.readouterr().out
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    return write(tmp_path / "prog.py", PROGRAM)
+
+
+def test_runs_like_python_without_options(program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    saved_argv, saved_path0 = list(sys.argv), sys.path[0]
+    assert main(["run", str(program), "a", "--flag", "-m", "x"]) == 0
+    seen = report(capsys)
+    assert seen["argv"] == [str(program), "a", "--flag", "-m", "x"]
+    assert seen["name"] == "__main__"
+    assert seen["path0"] == str(program.parent)
+    assert seen["main"] == [False] and seen["worker"] == []  # traced once, then compiled everywhere
+    assert (sys.argv, sys.path[0]) == (saved_argv, saved_path0)
+
+
+def test_eager_is_local_to_the_main_thread_by_default(program: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--eager", str(program)]) == 0
+    seen = report(capsys)
+    assert seen["main"] == [True, True]
+    assert seen["worker"] == [False]  # the program's own thread keeps the compiled graph
+    assert seen["flag"] is False
+
+
+def test_eager_process_drives_the_flag_for_every_thread(program: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--eager", "--process", str(program)]) == 0
+    seen = report(capsys)
+    assert seen["main"] == [True, True]
+    assert seen["worker"] == [True, True]
+    assert seen["flag"] is True
+    assert tf.config.functions_run_eagerly() is False  # restored when the program ended
+
+
+def test_graph_wins_over_the_programs_own_global_flag(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(tmp_path / "sets_flag.py", """\
+        import tensorflow as tf
+        tf.config.run_functions_eagerly(True)
+        seen = []
+        f = tf.function(lambda x: seen.append(tf.executing_eagerly()) or x)
+        f(tf.constant(1)); f(tf.constant(2))
+        tf.config.run_functions_eagerly(False)
+        print(seen)
+        """)
+    assert main(["run", "--graph", str(script)]) == 0
+    assert capsys.readouterr().out == "[False]\n"
+
+
+def test_exit_status_is_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(write(tmp_path / "three.py", "import sys; sys.exit(3)"))]) == 3
+    assert main(["run", str(write(tmp_path / "none.py", "raise SystemExit"))]) == 0
+    assert main(["run", str(write(tmp_path / "text.py", "raise SystemExit('bye now')"))]) == 1
+    assert capsys.readouterr().err == "bye now\n"
+
+
+def test_an_uncaught_exception_is_reported_like_python_and_exits_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(tmp_path / "boom.py", "def fail():\n    raise ValueError('boom')\nfail()\n")
+    assert main(["run", "--eager", str(script)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "Traceback (most recent call last):\n"
+        f'  File "{script}", line 3, in <module>\n'
+        "    fail()\n"
+        f'  File "{script}", line 2, in fail\n'
+        "    raise ValueError('boom')\n"
+        "ValueError: boom\n"
+    )
+
+
+def test_keyboard_interrupt_exits_130(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(write(tmp_path / "intr.py", "raise KeyboardInterrupt"))]) == 130
+    assert capsys.readouterr().err.endswith("KeyboardInterrupt\n")
+
+
+def test_dash_m_runs_a_module_from_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    name = f"climod_{uuid.uuid4().hex[:8]}"
+    module = write(tmp_path / f"{name}.py", PROGRAM)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--eager", "-m", name, "--x", "1"]) == 0
+    seen = report(capsys)
+    assert seen["argv"] == [str(module), "--x", "1"]
+    assert seen["name"] == "__main__"
+    assert seen["path0"] == str(tmp_path)
+    assert seen["main"] == [True, True]
+
+
+def test_double_dash_ends_eagerctls_options(program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--eager", "--", str(program), "--graph"]) == 0
+    seen = report(capsys)
+    assert seen["argv"] == [str(program), "--graph"]
+    assert seen["main"] == [True, True]
+
+
+@pytest.fixture
+def helper(tmp_path: Path) -> str:
+    """A module (unique name: sys.modules keeps it) with functions and methods that record their mode."""
+    name = f"clihelper_{uuid.uuid4().hex[:8]}"
+    write(tmp_path / f"{name}.py", """\
+        import tensorflow as tf
+        seen = {}
+
+        def _note(key):
+            seen.setdefault(key, []).append(tf.executing_eagerly())
+
+        @tf.function
+        def step(x):
+            _note("step")
+            return x + 1
+
+        @tf.function
+        def other(x):
+            _note("other")
+            return x + 1
+
+        class Model:
+            limit = 3
+
+            @tf.function
+            def train_step(self, x):
+                _note("train_step")
+                return x * 2
+
+            @classmethod
+            def build(cls, x):
+                _note("build")
+                return x
+        """)
+    return name
+
+
+def debug_program(tmp_path: Path, helper: str) -> Path:
+    return write(tmp_path / "main_prog.py", f"""\
+        import json
+        import tensorflow as tf
+        import {helper} as h
+        print("imported")
+        for _ in range(2):
+            h.step(tf.constant(1)); h.other(tf.constant(1)); h.Model().train_step(tf.constant(1))
+        h.Model.build(tf.constant(1))
+        print(json.dumps(h.seen))
+        """)
+
+
+def test_debug_makes_named_functions_and_methods_debuggable_on_import(
+        tmp_path: Path, helper: str, capsys: pytest.CaptureFixture[str]) -> None:
+    script = debug_program(tmp_path, helper)
+    status = main(["run", "--debug", f"{helper}:step", "--debug", f"{helper}:Model.train_step",
+                   "--debug", f"{helper}:Model.build", str(script)])
+    assert status == 0
+    seen = report(capsys)
+    assert seen["step"] == [True, True]            # debuggable: its body on every call, no trace
+    assert seen["train_step"] == [True, True]
+    assert seen["build"] == [True]
+    assert seen["other"] == [False]                # untouched: traced once, compiled
+
+
+def test_debug_spec_that_is_never_imported_is_reported(program: Path, helper: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--debug", f"{helper}:step", str(program)]) == 0
+    assert capsys.readouterr().err == (
+        f"eagerctl run: warning: --debug {helper}:step was never applied: "
+        f"the program did not import {helper}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("{h}:nope", "--debug {h}:nope: {h} has no attribute 'nope'"),
+        ("{h}:Nope.step", "--debug {h}:Nope.step: {h} has no attribute 'Nope'"),
+        ("{h}:Model.nope", "--debug {h}:Model.nope: {h}.Model has no attribute 'nope'"),
+        ("{h}:Model.limit",
+         "--debug {h}:Model.limit: {h}.Model.limit is not callable (it is a int); name a function or method"),
+    ],
+)
+def test_debug_target_missing_when_imported_exits_2(tmp_path: Path, helper: str, target: str, message: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    script = debug_program(tmp_path, helper)
+    assert main(["run", "--debug", target.format(h=helper), str(script)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stopped at the import, before the program went on
+    assert captured.err == f"eagerctl run: error: {message.format(h=helper)}\n"
+
+
+def test_debug_module_that_does_not_exist_exits_2_before_the_program_runs(
+        program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--debug", "no_such_mod_xq.sub:f", str(program)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "eagerctl run: error: --debug no_such_mod_xq.sub:f: no module named 'no_such_mod_xq.sub' "
+        "(searched sys.path, which starts with the program's directory)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--debug", "train_step"], "--debug 'train_step': expected MODULE:QUALNAME, a module and a function "
+         "in it, such as mypkg.train:train_step or mypkg.models:MyModel.train_step"),
+        (["--debug", "pkg.mod:"], "--debug 'pkg.mod:': expected MODULE:QUALNAME, a module and a function "
+         "in it, such as mypkg.train:train_step or mypkg.models:MyModel.train_step"),
+        (["--debug", "__main__:step"], "--debug '__main__:step': the program's own script runs as __main__ "
+         "and cannot be hooked before it defines its functions; move the function into a module, or "
+         "decorate it with @eagerctl.debuggable"),
+        (["--process"], "--process applies --eager or --graph to the whole process; give one of them"),
+    ],
+)
+def test_bad_command_lines_exit_2(program: Path, args: list[str], message: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *args, str(program)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"usage: {RUN_USAGE}\neagerctl run: error: {message}\n"
+
+
+def test_no_program_and_bad_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--eager"]) == 2
+    assert capsys.readouterr().err == (
+        f"usage: {RUN_USAGE}\neagerctl run: error: give the program to run: a SCRIPT path or -m MODULE\n")
+    missing = tmp_path / "missing.py"
+    assert main(["run", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"eagerctl run: can't open file '{missing}': [Errno 2] No such file or directory\n")
+    assert main(["run", "-m", "no_such_module_zz"]) == 1
+    assert capsys.readouterr().err == "eagerctl run: no module named 'no_such_module_zz'\n"
+    assert main(["run", "--eager", "--graph", str(missing)]) == 2
+    assert "argument --graph: not allowed with argument --eager" in capsys.readouterr().err
+
+
+def test_python_dash_m_eagerctl_with_data_debug(tmp_path: Path) -> None:
+    """One real process: `python -m eagerctl`, tf.data debug mode on before the program starts."""
+    script = write(tmp_path / "data.py", """\
+        import sys
+        import tensorflow as tf
+        seen = []
+        def double(x):
+            seen.append(tf.executing_eagerly())
+            return x * 2
+        values = [int(v) for v in tf.data.Dataset.range(3).map(double)]
+        print(values, seen)
+        sys.exit(5)
+        """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "eagerctl", "run", "--data-debug", str(script)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 5, done.stderr
+    # Traced once to build the dataset, then run eagerly on each element.
+    assert done.stdout == "[0, 2, 4] [False, True, True, True]\n"
