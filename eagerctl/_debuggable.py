@@ -11,7 +11,9 @@ method, which TF binds in `Function.__get__`); the wrapper receives
   `tf.function`s run their bodies too): `_Settings.call_eagerly`;
 - while an outer `tf.function` is being traced, the body cannot run eagerly by
   itself: `_Settings._call_while_tracing` is the single place that decides what
-  happens then (today: warn once, build the body into the graph).
+  happens then: with `island=True` the call becomes an eager island in that
+  graph (`eagerctl._island`), with `island=False` it warns once and builds the
+  body into the graph.
 """
 
 from __future__ import annotations
@@ -243,12 +245,13 @@ def _walk(tf: Any, value: Any, path: str) -> Iterator[tuple[str, Any]]:
 class _Settings:
     """Options of one decorated function, and its call path (the `wrapt` wrapper)."""
 
-    __slots__ = ("check_numerics", "inner", "kind", "label", "log_calls", "plain", "post_mortem",
-                 "recursive", "scope", "target", "tf_type", "warned")
+    __slots__ = ("check_numerics", "inner", "island", "kind", "label", "log_calls", "plain",
+                 "post_mortem", "recursive", "scope", "target", "tf_type", "warned")
 
     def __init__(self, target: Any, kind: str, *, recursive: bool, post_mortem: bool,
-                 check_numerics: bool, log_calls: bool) -> None:
+                 check_numerics: bool, log_calls: bool, island: bool = True) -> None:
         self.target = target
+        self.island = island
         self.label = _label(target)
         self.kind = kind
         self.inner: Any = target.__func__ if isinstance(target, (classmethod, staticmethod)) else target
@@ -264,6 +267,8 @@ class _Settings:
     def options(self) -> str:
         parts = [f"recursive={self.recursive}"]
         parts += [name for name in ("post_mortem", "check_numerics", "log_calls") if getattr(self, name)]
+        if not self.island:
+            parts.append("island=False")
         return ", ".join(parts)
 
     def _body(self, wrapped: Any, instance: Any, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
@@ -388,6 +393,16 @@ class _Settings:
         from tensorflow.python.framework import ops
 
         graph = ops.get_default_graph()
+        if self.island and hasattr(graph, "outer_graph") and not _is_shape_inference(graph):
+            from ._island import call_as_island
+
+            # An eager island: the graph gets one op that runs `call_eagerly` (the
+            # override and the debug aids) each time it runs; `body` is traced once
+            # to learn the outputs.
+            def run(*call_args: Any, **call_kwargs: Any) -> Any:
+                return self.call_eagerly(body, call_args, call_kwargs)
+
+            return call_as_island(run, args, kwargs, name=self.label, trace_fn=body, override=False)
         if not self.warned and not _is_shape_inference(graph):
             self.warned = True
             warnings.warn(self._tracing_message(graph), EagerctlWarning, stacklevel=_user_stacklevel())
@@ -542,9 +557,10 @@ def debuggable(fn: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def debuggable(fn: None = None, /, *, recursive: bool = True, enabled: bool | None = None,
                post_mortem: bool = False, check_numerics: bool = False,
-               log_calls: bool = False) -> _Decorator: ...
+               log_calls: bool = False, island: bool = True) -> _Decorator: ...
 def debuggable(fn: Any = None, /, *, recursive: bool = True, enabled: bool | None = None,
-               post_mortem: bool = False, check_numerics: bool = False, log_calls: bool = False) -> Any:
+               post_mortem: bool = False, check_numerics: bool = False, log_calls: bool = False,
+               island: bool = True) -> Any:
     """Run one function's Python body eagerly on every call; the rest stays compiled.
 
     Decorates a `tf.function` (put `@debuggable` above `@tf.function`), a plain
@@ -564,9 +580,14 @@ def debuggable(fn: Any = None, /, *, recursive: bool = True, enabled: bool | Non
       (e.g. `outputs[1]['logits']`) when an output tensor holds NaN or Inf.
     - `log_calls=True`: logger `eagerctl`, DEBUG: argument shapes and dtypes, elapsed time.
 
-    Called while an outer `tf.function` is being traced, the body becomes part
-    of that graph and an `EagerctlWarning` (once per function) says so. Where
-    TensorFlow cannot be hooked, a call raises `EagerctlError`.
+    Called while an outer `tf.function` is being traced (a Keras layer's `call`
+    inside `fit`, a loss in a compiled train step), it becomes an eager island
+    in that graph (`island=True`): its body runs eagerly every time the graph
+    runs, gradients flow through it, and the rest of the graph stays compiled.
+    Inside an XLA-compiled function (`jit_compile=True`) that raises
+    `EagerctlError`. `island=False`: the body becomes part of that graph and an
+    `EagerctlWarning` (once per function) says so. Where TensorFlow cannot be
+    hooked, a call raises `EagerctlError`.
 
     Example::
 
@@ -581,13 +602,14 @@ def debuggable(fn: Any = None, /, *, recursive: bool = True, enabled: bool | Non
     _check_bool("post_mortem", post_mortem)
     _check_bool("check_numerics", check_numerics)
     _check_bool("log_calls", log_calls)
+    _check_bool("island", island)
 
     def decorate(target: Any) -> Any:
         kind = _classify(target)
         if not (enabled if enabled is not None else _env_enabled()):
             return target
         settings = _Settings(target, kind, recursive=recursive, post_mortem=post_mortem,
-                             check_numerics=check_numerics, log_calls=log_calls)
+                             check_numerics=check_numerics, log_calls=log_calls, island=island)
         return _Debuggable(target, settings.wrapper())
 
     if fn is None:
