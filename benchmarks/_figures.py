@@ -487,9 +487,12 @@ def import_time(cfg: Config) -> list[Row]:
 class StepResult:
     key: str
     name: str
-    compiled: float
+    compiled: float  # seconds per call
     eager: float
-    slowdown: float
+    slowdown: float  # median over rounds of eager / compiled
+    loss_debuggable: float | None = None  # compiled step, only its loss `@debuggable`
+    loss_slowdown: float | None = None  # median over rounds of that / compiled
+    loss_mode: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -507,54 +510,46 @@ def _step_runner(step: Any, args: tuple[Any, ...], scope: Callable[[], Any] | No
     return run
 
 
-def train_steps(cfg: Config) -> list[StepResult]:
-    from eagerctl import eager_scope
+def train_steps(cfg: Config) -> tuple[list[StepResult], str]:
+    """Per call: compiled, eager, and compiled with only the loss `@debuggable`.
 
-    results = []
-    for build in (_workloads.article, _workloads.mlp, _workloads.conv):
-        w = build()
-        eager = _step_runner(w.step, w.args, eager_scope)
-        compiled = _step_runner(w.step, w.args, None)
-        eager(1)  # creates the optimizer's variables eagerly, before tracing
-        compiled(1)
-        res = interleave({"compiled": compiled, "eager": eager}, "compiled",
-                         rounds=cfg.workload_rounds, seconds=cfg.workload_seconds)
-        results.append(StepResult(w.key, w.name, res.sides["compiled"].per_op, res.sides["eager"].per_op,
-                                  res.ratios["eager"], {"raw": _raw(res)}))
-    return results
-
-
-def debuggable_loss(cfg: Config) -> StepResult | str:
-    """The article's step compiled, with only its loss `@debuggable`; or why not measured."""
+    Returns the results and, when `@debuggable` is absent, why its column is empty.
+    """
     import eagerctl
     from eagerctl import eager_scope
 
     deco = getattr(eagerctl, "debuggable", None)
-    if deco is None:
-        return "not available: eagerctl.debuggable does not exist in this checkout"
-    plain = _workloads.article()
-    w = _workloads.article(wrap_loss=deco)
-    runners = {
-        "compiled": _step_runner(plain.step, plain.args, None),
-        "eager": _step_runner(plain.step, plain.args, eager_scope),
-        "loss_debuggable": _step_runner(w.step, w.args, None),
-    }
-    runners["eager"](1)
-    runners["compiled"](1)
-    _step_runner(w.step, w.args, eager_scope)(1)  # the optimizer's variables, created eagerly
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        runners["loss_debuggable"](1)  # traces the step
-    before = len(w.loss_calls)
-    runners["loss_debuggable"](5)
-    body_runs = (len(w.loss_calls) - before) / 5
-    res = interleave(runners, "compiled", rounds=cfg.workload_rounds, seconds=cfg.workload_seconds)
-    mode = "island: the loss body runs eagerly on every call" if body_runs >= 1 else (
-        "traced: the loss body ran only while tracing (no eager island)")
-    return StepResult(
-        "article_debuggable_loss", "article's train step, only its loss `@debuggable`",
-        res.sides["loss_debuggable"].per_op, res.sides["eager"].per_op, res.ratios["loss_debuggable"],
-        {"compiled_plain": res.sides["compiled"].per_op, "eager_over_compiled": res.ratios["eager"],
-         "loss_body_runs_per_call": body_runs, "mode": mode,
-         "warnings": [str(c.message) for c in caught], "raw": _raw(res)},
-    )
+    absent = "" if deco is not None else "not available: eagerctl.debuggable does not exist in this checkout"
+    results = []
+    for build in (_workloads.article, _workloads.mlp, _workloads.conv):
+        w = build()
+        runners = {"compiled": _step_runner(w.step, w.args, None),
+                   "eager": _step_runner(w.step, w.args, eager_scope)}
+        runners["eager"](1)  # creates the optimizer's variables eagerly, before tracing
+        runners["compiled"](1)
+        extra: dict[str, Any] = {}
+        mode = ""
+        if deco is not None:
+            d = build(wrap_loss=deco)
+            _step_runner(d.step, d.args, eager_scope)(1)  # the optimizer's variables, created eagerly
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                _step_runner(d.step, d.args, None)(1)  # traces the step
+            before = len(d.loss_calls)
+            _step_runner(d.step, d.args, None)(3)
+            runs = (len(d.loss_calls) - before) / 3
+            mode = "island" if runs >= 1 else "traced"
+            extra = {"loss_body_runs_per_compiled_call": runs,
+                     "loss_mode": ("island: the loss body runs eagerly on every call of the compiled step"
+                                   if runs >= 1 else
+                                   "traced: the loss body ran only while tracing (no eager island)"),
+                     "warnings_at_trace": [str(c.message) for c in caught]}
+            runners["loss_debuggable"] = _step_runner(d.step, d.args, None)
+        res = interleave(runners, "compiled", rounds=cfg.workload_rounds, seconds=cfg.workload_seconds)
+        result = StepResult(w.key, w.name, res.sides["compiled"].per_op, res.sides["eager"].per_op,
+                            res.ratios["eager"], loss_mode=mode, extra={**extra, "raw": _raw(res)})
+        if "loss_debuggable" in res.sides:
+            result.loss_debuggable = res.sides["loss_debuggable"].per_op
+            result.loss_slowdown = res.ratios["loss_debuggable"]
+        results.append(result)
+    return results, absent

@@ -77,20 +77,17 @@ def figures_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def steps_table(steps: list[StepResult], loss: StepResult | str) -> str:
-    lines = ["| train step | compiled, per call | eager, per call | eager slowdown |",
-             "| --- | --- | --- | --- |"]
+def steps_table(steps: list[StepResult], absent: str) -> str:
+    lines = ["| train step | compiled, per call | eager, per call | eager slowdown | "
+             "compiled, only the loss `@debuggable` | its slowdown |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for s in steps:
-        lines.append(f"| {s.name} | {fmt_time(s.compiled)} | {fmt_time(s.eager)} | {s.slowdown:.1f}x |")
-    if isinstance(loss, str):
-        lines.append(f"| article's train step, only its loss `@debuggable` | {loss} | | |")
-    else:
-        e = loss.extra
-        lines.append(
-            f"| {loss.name} ({e['mode'].split(':')[0]}) | {fmt_time(loss.compiled)} "
-            f"(fully compiled {fmt_time(e['compiled_plain'])}) | {fmt_time(loss.eager)} (fully eager) | "
-            f"{loss.slowdown:.2f}x of compiled (fully eager {e['eager_over_compiled']:.1f}x) |"
-        )
+        if s.loss_debuggable is not None and s.loss_slowdown is not None:
+            loss = f"{fmt_time(s.loss_debuggable)} ({s.loss_mode}) | {s.loss_slowdown:.1f}x"
+        else:
+            loss = f"{absent or 'not measured'} | -"
+        lines.append(f"| {s.name} | {fmt_time(s.compiled)} | {fmt_time(s.eager)} | {s.slowdown:.1f}x | "
+                     f"{loss} |")
     return "\n".join(lines)
 
 
@@ -99,10 +96,11 @@ def notes(rows: list[Row]) -> str:
 
 
 def to_json(m: dict[str, Any], mode: str, seconds: float, rows: list[Row], steps: list[StepResult], *,
-            loss: StepResult | str) -> dict[str, Any]:
+            absent: str) -> dict[str, Any]:
     def step_json(s: StepResult) -> dict[str, Any]:
         return {"key": s.key, "name": s.name, "compiled_seconds": s.compiled, "eager_seconds": s.eager,
-                "slowdown": s.slowdown, **s.extra}
+                "slowdown": s.slowdown, "loss_debuggable_seconds": s.loss_debuggable,
+                "loss_debuggable_slowdown": s.loss_slowdown, **s.extra}
 
     return {
         "machine": m,
@@ -116,12 +114,11 @@ def to_json(m: dict[str, Any], mode: str, seconds: float, rows: list[Row], steps
             for r in rows
         ],
         "train_steps": [step_json(s) for s in steps],
-        "debuggable_loss": loss if isinstance(loss, str) else step_json(loss),
+        "loss_debuggable_not_measured": absent or None,
     }
 
 
-def plot(path: str, m: dict[str, Any], rows: list[Row], steps: list[StepResult],
-         loss: StepResult | str) -> None:
+def plot(path: str, m: dict[str, Any], rows: list[Row], steps: list[StepResult]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,30 +140,30 @@ def plot(path: str, m: dict[str, Any], rows: list[Row], steps: list[StepResult],
     left.set_yticks(list(ys), labels, fontsize=8)
     left.set_xlabel("ratio to the anchor (bar); target (black mark: < at most, > at least)")
     left.set_title("eagerctl against its anchors (green: target met)", fontsize=10)
-    left.set_xlim(0, max([*(r.ratio or 0 for r in targeted), *(r.bound or 0 for r in targeted)]) * 1.2)
+    left.set_xlim(0, max([1.0, *(r.ratio or 0 for r in targeted), *(r.bound or 0 for r in targeted)]) * 1.2)
 
-    names = [s.name.split(" (")[0] for s in steps]
-    compiled = [s.compiled * 1e3 for s in steps]
-    eager = [s.eager * 1e3 for s in steps]
-    island = None
-    if not isinstance(loss, str):
-        names.append("article step,\nloss @debuggable")
-        compiled.append(loss.extra["compiled_plain"] * 1e3)
-        eager.append(loss.eager * 1e3)
-        island = loss.compiled * 1e3
-    xs = list(range(len(names)))
+    names = [s.name.split(" (")[0].replace("'s train step", "") for s in steps]
+    xs = list(range(len(steps)))
     width = 0.27
-    right.bar([x - width for x in xs], compiled, width, label="compiled", color="#1c7ed6")
-    right.bar(xs, eager, width, label="eager", color="#f08c00")
-    if island is not None:
-        right.bar([xs[-1] + width], [island], width, label="compiled, loss @debuggable", color="#7048e8")
-    for x, c, e in zip(xs, compiled, eager, strict=True):
-        right.text(x, e * 1.08, f"{e / c:.1f}x", ha="center", fontsize=8)
+    right.bar([x - width for x in xs], [s.compiled * 1e3 for s in steps], width, label="compiled",
+              color="#1c7ed6")
+    right.bar(xs, [s.eager * 1e3 for s in steps], width, label="eager", color="#f08c00")
+    loss = [(x, s.loss_debuggable) for x, s in zip(xs, steps, strict=True) if s.loss_debuggable is not None]
+    if loss:
+        right.bar([x + width for x, _ in loss], [t * 1e3 for _, t in loss], width,
+                  label="compiled, only the loss @debuggable", color="#7048e8")
+    for x, s in zip(xs, steps, strict=True):
+        right.text(x, s.eager * 1e3 * 1.08, f"{s.slowdown:.1f}x", ha="center", fontsize=8)
+        if s.loss_debuggable is not None and s.loss_slowdown is not None:
+            right.text(x + width, s.loss_debuggable * 1e3 * 1.08, f"{s.loss_slowdown:.1f}x", ha="center",
+                       fontsize=8)
     right.set_yscale("log")
-    right.set_xticks(xs, [n.replace("'s train step", "") for n in names], fontsize=8, rotation=12)
+    if steps:  # room above the tallest bar for the legend
+        right.set_ylim(top=max(s.eager for s in steps) * 1e3 * 8)
+    right.set_xticks(xs, names, fontsize=8, rotation=12)
     right.set_ylabel("milliseconds per call (log)")
     right.set_title("train steps: compiled against eager", fontsize=10)
-    right.legend(fontsize=8)
+    right.legend(fontsize=8, loc="upper left")
 
     fig.suptitle(describe(m), fontsize=8)
     fig.tight_layout()

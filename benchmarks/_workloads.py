@@ -23,6 +23,9 @@ class Workload:
     loss_calls: list[int]  # one entry per run of the loss function's Python body
 
 
+Wrap = Callable[[Callable[..., Any]], Any]
+
+
 def _train_step(model: Any, optimizer: Any, loss_fn: Callable[..., Any]) -> Any:
     import tensorflow as tf
 
@@ -38,7 +41,22 @@ def _train_step(model: Any, optimizer: Any, loss_fn: Callable[..., Any]) -> Any:
     return step
 
 
-def article(wrap_loss: Callable[[Any], Any] | None = None) -> Workload:
+def _loss(keras_loss: Any, wrap: Wrap | None) -> tuple[Callable[..., Any], list[int]]:
+    """A plain function around a Keras loss object, so `@debuggable` can decorate exactly the loss."""
+    calls: list[int] = []
+    # Bound once: AutoGraph's conversion of `calls.append(...)` in a closure
+    # trips its "closure mismatch" check when the function is converted on
+    # its own (as `@debuggable` does while tracing); a plain call does not.
+    tick = calls.append
+
+    def loss_fn(y: Any, predictions: Any) -> Any:
+        tick(1)
+        return keras_loss(y, predictions)
+
+    return (wrap(loss_fn) if wrap is not None else loss_fn), calls
+
+
+def article(wrap_loss: Wrap | None = None) -> Workload:
     """The source article's Example 3, compiled; `wrap_loss` decorates its loss function."""
     import tensorflow as tf
 
@@ -52,30 +70,14 @@ def article(wrap_loss: Callable[[Any], Any] | None = None) -> Workload:
 
     tf.keras.utils.set_random_seed(0)
     model = SimpleModel()
-    mse = tf.keras.losses.MeanSquaredError()
-    calls: list[int] = []
-    # Bound once: AutoGraph's conversion of `calls.append(...)` in a closure
-    # trips its "closure mismatch" check when the function is converted on
-    # its own (as `@debuggable` does while tracing); a plain call does not.
-    tick = calls.append
-
-    # A plain function around the article's loss object, so that `@debuggable`
-    # (which decorates functions) can be applied to exactly the loss.
-    def loss_fn(y: Any, predictions: Any) -> Any:
-        tick(1)
-        return mse(y, predictions)
-
-    step = _train_step(model, tf.keras.optimizers.Adam(), wrap_loss(loss_fn) if wrap_loss else loss_fn)
+    loss_fn, calls = _loss(tf.keras.losses.MeanSquaredError(), wrap_loss)
+    step = _train_step(model, tf.keras.optimizers.Adam(), loss_fn)
     x = tf.constant([[1.0], [2.0], [3.0]], dtype=tf.float32)
     y = tf.constant([[2.0], [4.0], [6.0]], dtype=tf.float32)
-    key = "article_debuggable_loss" if wrap_loss else "article"
-    name = "article's train step (Dense(1), Adam, 3 samples)"
-    if wrap_loss:
-        name = "article's train step, loss @debuggable"
-    return Workload(key, name, step, (x, y), calls)
+    return Workload("article", "article's train step (Dense(1), Adam, 3 samples)", step, (x, y), calls)
 
 
-def mlp() -> Workload:
+def mlp(wrap_loss: Wrap | None = None) -> Workload:
     """784 -> 512 -> 512 -> 10, ReLU, Adam, batch 128."""
     import tensorflow as tf
 
@@ -86,14 +88,14 @@ def mlp() -> Workload:
         tf.keras.layers.Dense(512, activation="relu"),
         tf.keras.layers.Dense(10),
     ])
-    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    step = _train_step(model, tf.keras.optimizers.Adam(), loss)
+    loss_fn, calls = _loss(tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), wrap_loss)
+    step = _train_step(model, tf.keras.optimizers.Adam(), loss_fn)
     x = tf.random.normal((128, 784), seed=1)
     y = tf.random.uniform((128,), maxval=10, dtype=tf.int32, seed=2)
-    return Workload("mlp", "512-wide MLP train step (784-512-512-10, batch 128)", step, (x, y), [])
+    return Workload("mlp", "512-wide MLP train step (784-512-512-10, batch 128)", step, (x, y), calls)
 
 
-def conv() -> Workload:
+def conv(wrap_loss: Wrap | None = None) -> Workload:
     """Conv(16)-Pool-Conv(32)-Pool-Dense(10) on 28x28x1, Adam, batch 32."""
     import tensorflow as tf
 
@@ -107,8 +109,8 @@ def conv() -> Workload:
         tf.keras.layers.Flatten(),
         tf.keras.layers.Dense(10),
     ])
-    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    step = _train_step(model, tf.keras.optimizers.Adam(), loss)
+    loss_fn, calls = _loss(tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), wrap_loss)
+    step = _train_step(model, tf.keras.optimizers.Adam(), loss_fn)
     x = tf.random.normal((32, 28, 28, 1), seed=1)
     y = tf.random.uniform((32,), maxval=10, dtype=tf.int32, seed=2)
-    return Workload("conv", "small conv train step (2 conv + dense, 28x28, batch 32)", step, (x, y), [])
+    return Workload("conv", "small conv train step (2 conv + dense, 28x28, batch 32)", step, (x, y), calls)

@@ -80,38 +80,40 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f" [{time.perf_counter() - t0:.1f} s]", file=sys.stderr, flush=True)
 
     steps: list[_figures.StepResult] = []
-    loss: _figures.StepResult | str = "not measured (--only)"
+    absent = ""
     if "steps" in only:
-        steps = _figures.train_steps(cfg)
-        loss = _figures.debuggable_loss(cfg)
+        steps, absent = _figures.train_steps(cfg)
     m["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     tf.config.run_functions_eagerly(False)
 
-    print()
-    print(_report.figures_table(rows))
+    if rows:
+        print()
+        print(_report.figures_table(rows))
     text = _report.notes(rows)
     if text:
         print()
         print(text)
     if steps:
         print()
-        print(_report.steps_table(steps, loss))
+        print(_report.steps_table(steps, absent))
     took = time.perf_counter() - started
     print(f"\n{mode} run, {took:.0f} s; load average at end {m['load_average_end']}")
     missed = [r.figure.strip() for r in rows if r.met is False]
-    absent = [r.figure.strip() for r in rows if r.ours == "not available"]
+    absent_rows = [r.figure.strip() for r in rows if r.ours == "not available"]
+    if absent:
+        absent_rows.append("train steps with only the loss @debuggable")
     if missed:
         print("targets missed: " + "; ".join(missed))
-    if absent:
-        print("not available: " + "; ".join(absent))
+    if absent_rows:
+        print("not available: " + "; ".join(absent_rows))
 
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as fh:
-            json.dump(_report.to_json(m, mode, took, rows, steps, loss=loss), fh, indent=1)
+            json.dump(_report.to_json(m, mode, took, rows, steps, absent=absent), fh, indent=1)
             fh.write("\n")
     if args.plot:
-        _report.plot(args.plot, m, rows, steps, loss)
+        _report.plot(args.plot, m, rows, steps)
     return 0
 
 
