@@ -1,0 +1,143 @@
+"""`eagerctl demo`, `eagerctl status` and the top-level command line."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+import eagerctl
+from eagerctl._cli import main
+from eagerctl._demo import PLOT_MISSING
+
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def test_demo_shows_what_really_happens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # One run (it takes seconds): with the plot where matplotlib is installed.
+    png = tmp_path / "times.png"
+    args = ["demo", "--plot", str(png)] if HAVE_MATPLOTLIB else ["demo"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"eagerctl demo: TensorFlow {tf.__version__}, Keras ")
+    expected = [
+        # Example 1: plain ops are eager whatever the flag.
+        "  what happens   flag off: c = 5 at once (EagerTensor), tf.executing_eagerly() = True",
+        "                 flag on:  c = 5 at once (EagerTensor), tf.executing_eagerly() = True",
+        # Example 2: same values; the body runs to trace once, or on every call.
+        "  what happens   flag off: y = 9, dy/dx = 6; in 3 calls the Python body ran 1x (only to trace)",
+        "                 flag on:  y = 9, dy/dx = 6; in 3 calls the Python body ran 3x (on every call)",
+        "                 undecorated twin, flag off: y = 9, dy/dx = 6, tf.executing_eagerly() = True: "
+        "plain Python, always eager",
+        # Example 3: the undecorated train step is eager both ways.
+        "                 train_step is not a tf.function, so the flag changes nothing: both runs were eager",
+        # What compare() saw inside the bodies.
+        "  ran eagerly    graph: the Python body ran 1x, only to trace (not eagerly); "
+        "all 51 calls ran the compiled graph",
+        "  ran eagerly    graph: all 51 calls ran the compiled graph; the Python body did not run",
+        "                 eager: the Python body ran on 51 of 51 calls, eagerly",
+        "                 eager: the Python body ran on 21 of 21 calls, eagerly",
+        "  ran eagerly    graph: the Python body ran 2x, only to trace (not eagerly); "
+        "all 11 calls ran the compiled graph",
+        "                 eager: the Python body ran on 11 of 11 calls, eagerly",
+    ]
+    for line in expected:
+        assert line in lines, line
+    assert re.search(r"^  what happens   flag off: loss = \d+\.\d{4}, and inside train_step "
+                     r"tf\.executing_eagerly\(\) = True$", out, re.M)
+    agree = [line for line in lines if line.startswith("  agree?         ")]
+    assert agree[0] == "  agree?         yes: 1 output checked, max |graph - eager| 0"
+    assert agree[1] == "  agree?         yes: 2 outputs checked, max |graph - eager| 0"
+    checked = r"  agree\?         yes: 1 output and {} variables checked, max \|graph - eager\| \S+"
+    assert re.fullmatch(checked.format(8), agree[2])
+    assert re.fullmatch(checked.format(20), agree[3])
+    times = [line for line in lines if line.startswith("  time per call  ")]
+    assert len(times) == 4
+    timing = r"  time per call  graph \S+ ms   eager \S+ ms   slowdown \S+x"
+    assert all(re.fullmatch(timing, t) for t in times)
+    assert "FAILED" not in out
+    if HAVE_MATPLOTLIB:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert lines[-1] == f"plot written to {png}"
+    assert eagerctl.status().scopes == ()
+
+
+def test_demo_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an absent package looks like to find_spec
+    png = tmp_path / "x.png"
+    assert main(["demo", "--plot", str(png)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"eagerctl: {PLOT_MISSING}\n"
+    assert PLOT_MISSING == ("eagerctl demo --plot needs matplotlib, which is not installed; install it with: "
+                            "pip install 'eagerctl[plot]'  (or pip install matplotlib)")
+    assert not png.exists()
+
+
+def test_status_reports_versions_hook_flag_and_active_scopes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"eagerctl         {eagerctl.__version__} (Python {platform.python_version()})"
+    assert lines[1].startswith("keras            ") and lines[1] != "keras            not installed"
+    assert lines[2:] == [
+        f"tensorflow       {tf.__version__}",
+        "hook installed   yes",
+        "process flag     graph",
+        "baseline         graph",
+        "local override   -",
+        "effective here   graph",
+        "active scopes    none",
+    ]
+    with eagerctl.eager_scope(process=True), eagerctl.graph_scope():
+        assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[4:9] == [
+        "process flag     eager",
+        "baseline         graph",
+        "local override   graph",
+        "effective here   graph",
+        "active scopes    2",
+    ]
+    here = re.escape(__file__)
+    assert re.fullmatch(rf"  local    graph  graph_scope\(\)\s+thread 'MainThread' at {here}:\d+", lines[9])
+    assert re.fullmatch(rf"  process  eager  eager_scope\(True, process=True\)\s+thread 'MainThread' at "
+                        rf"{here}:\d+", lines[10])
+
+
+def test_status_shows_the_debuggable_switch(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EAGERCTL_DEBUGGABLE", "0")
+    assert main(["status"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "EAGERCTL_DEBUGGABLE='0'  (@debuggable is off)"
+
+
+def test_top_level_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith("usage: eagerctl [-h] COMMAND ...\n")
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "run", "status"):
+        assert re.search(rf"^    {command}\s", out, re.M), command
+    assert main(["demo", "--bogus"]) == 2
+    assert capsys.readouterr().err.endswith("eagerctl: error: unrecognized arguments: --bogus\n")
+    assert main(["run", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: eagerctl run [--eager | --graph] [--process] ")
+
+
+def test_python_dash_m_eagerctl_status_is_quiet() -> None:
+    """A real `python -m eagerctl status`: TF's start-up log noise stays out of the terminal."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "eagerctl", "status"], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert f"tensorflow       {tf.__version__}\nhook installed   yes\n" in done.stdout
