@@ -132,6 +132,26 @@ def hook_call(cfg: Config) -> list[Row]:
 
 
 # -- scope enter+exit --------------------------------------------------------------
+class _MinimalScope:
+    """The least a Python-level scope can do: a new object per `with`, a ContextVar set and reset.
+
+    No checks (thread, task, tracing, misuse), no location, no registry: what
+    any pure-Python context manager with a contextvars override costs.
+    """
+
+    __slots__ = ("token", "value", "var")
+
+    def __init__(self, var: Any, value: bool) -> None:
+        self.var = var
+        self.value = value
+
+    def __enter__(self) -> None:
+        self.token = self.var.set(self.value)
+
+    def __exit__(self, *exc: object) -> None:
+        self.var.reset(self.token)
+
+
 def scope_enter_exit(cfg: Config) -> list[Row]:
     import contextvars
 
@@ -172,6 +192,13 @@ def scope_enter_exit(cfg: Config) -> list[Row]:
             set_flag(False)
         return time.perf_counter() - start
 
+    def minimal_scope(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            with _MinimalScope(var, True):
+                pass
+        return time.perf_counter() - start
+
     def bare_contextvar(n: int) -> float:
         start = time.perf_counter()
         for _ in range(n):
@@ -180,7 +207,7 @@ def scope_enter_exit(cfg: Config) -> list[Row]:
         return time.perf_counter() - start
 
     res = _micro(cfg, {"local": local, "process": process, "tf": tf_context_manager,
-                       "flag": raw_flag, "contextvar": bare_contextvar}, "tf")
+                       "flag": raw_flag, "contextvar": bare_contextvar, "minimal": minimal_scope}, "tf")
     tf_text = f"`test_util.run_functions_eagerly`: {fmt_time(res.sides['tf'].per_op)}"
     raw = _raw(res)
     return [
@@ -191,6 +218,8 @@ def scope_enter_exit(cfg: Config) -> list[Row]:
         Row("floor_contextvar", "  floor: bare `ContextVar` set+reset",
             fmt_time(res.sides["contextvar"].per_op), tf_text, res.ratios["contextvar"], "(reference)",
             data={}),
+        Row("floor_minimal_scope", "  floor: minimal Python scope (new object, `with`, ContextVar set+reset)",
+            fmt_time(res.sides["minimal"].per_op), tf_text, res.ratios["minimal"], "(reference)", data={}),
         Row("scope_process", "`eager_scope(process=True)` enter+exit", fmt_time(res.sides["process"].per_op),
             tf_text, res.ratios["process"], "at most 1.0", 1.0, data=raw).judge(),
     ]

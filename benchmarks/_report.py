@@ -34,7 +34,19 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:  # not Linux
         pass
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "eagerctl"], cwd=root,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout
+        commit, dirty = None, None
     return {
+        "git_commit": commit,
+        "eagerctl_modified_since_commit": dirty,
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_gib": memory,
@@ -54,7 +66,8 @@ def describe(m: dict[str, Any]) -> str:
     load_text = f", load average {load[0]:.2f} at start" if load else ""
     return (f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['platform']}, "
             f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}, "
-            f"eagerctl {m['eagerctl']}{load_text}")
+            f"eagerctl {m['eagerctl']}" + (f" at {m['git_commit']}" if m.get("git_commit") else "")
+            + (" (+ uncommitted changes)" if m.get("eagerctl_modified_since_commit") else "") + load_text)
 
 
 def _ratio_text(row: Row) -> str:
