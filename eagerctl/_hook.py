@@ -29,8 +29,19 @@ ATTR = "_run_functions_eagerly"
 INSTALL_COMMAND = "pip install tensorflow  (or tensorflow-cpu on a machine without a GPU)"
 
 # Resolved on first use; `None` until then.
-flag_module: ModuleType | None = None
+flag_module: Any = None  # TF's eager_function_run module
 executing_eagerly: Callable[[], bool] | None = None
+# TF's per-thread eager state: `.is_eager` is False while a graph is traced. One
+# attribute read, where `executing_eagerly()` costs three calls.
+eager_state: Any = None
+
+
+def _no_loop() -> None:
+    return None
+
+
+# asyncio's `_get_running_loop` (a C call) once TF, which imports asyncio, is loaded.
+running_loop: Callable[[], object] = _no_loop
 tf_version: str | None = None
 function_class: type | None = None
 original: Any = None  # TF's own property object, kept to restore it exactly
@@ -56,7 +67,7 @@ def _make_property(flag_mod: ModuleType) -> property:
 
 def _import_tf() -> None:
     """Import TF and resolve the objects the hook and the registry use."""
-    global flag_module, executing_eagerly, tf_version, function_class, local_error
+    global flag_module, executing_eagerly, tf_version, function_class, local_error, eager_state, running_loop
     if flag_module is not None:
         return
     try:
@@ -92,10 +103,14 @@ def _import_tf() -> None:
     function_class = cls
     local_error = problem
     executing_eagerly = context.executing_eagerly
+    eager_state = context.context()._thread_local_data
+    import asyncio
+
+    running_loop = asyncio.events._get_running_loop
     flag_module = flag_mod
 
 
-def load() -> ModuleType:
+def load() -> Any:
     """Import TF if needed and install the hook where possible; return the flag module."""
     if not installed:
         install(strict=False)

@@ -10,22 +10,33 @@ attribute.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ._scope import Activation
 
 
+class Entry(Protocol):
+    """One level of the stack: a local `Activation` itself, or a `Frame` rebuilt for it."""
+
+    @property
+    def value(self) -> bool: ...
+    @property
+    def below(self) -> Entry | None: ...
+    @property
+    def activation(self) -> Activation: ...
+
+
 class Frame:
     __slots__ = ("activation", "below", "value")
 
-    def __init__(self, value: bool, activation: Activation, below: Frame | None) -> None:
+    def __init__(self, value: bool, activation: Activation, below: Entry | None) -> None:
         self.value = value
         self.activation = activation
         self.below = below
 
 
-STACK: ContextVar[Frame | None] = ContextVar("eagerctl_local_overrides", default=None)
+STACK: ContextVar[Entry | None] = ContextVar("eagerctl_local_overrides", default=None)
 
 
 def override() -> bool | None:
@@ -49,14 +60,14 @@ def remove(activation: Activation) -> bool:
     if top is not None and top.activation is activation:
         STACK.set(top.below)
         return True
-    above: list[Frame] = []
+    above: list[Entry] = []
     frame = top
     while frame is not None and frame.activation is not activation:
         above.append(frame)
         frame = frame.below
     if frame is None:
         return False
-    rebuilt = frame.below
+    rebuilt: Entry | None = frame.below
     for kept in reversed(above):
         rebuilt = Frame(kept.value, kept.activation, rebuilt)
     STACK.set(rebuilt)

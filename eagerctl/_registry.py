@@ -37,27 +37,34 @@ class Registry:
 
     # -- operations ---------------------------------------------------------
     def enter(self, act: Activation) -> None:
-        _hook.load()
+        flags = _hook.flag_module or _hook.load()
         with self._lock:
-            self._notice_outside_write(first=self._count == 0)
-            act.older = self._newest
+            flag = flags.RUN_FUNCTIONS_EAGERLY
+            if not self._count or flag != self._written:
+                self._baseline = bool(flag)  # no scope active, or someone outside eagerctl wrote it
+            newest = self._newest
+            act.older = newest
             act.newer = None
-            if self._newest is not None:
-                self._newest.newer = act
+            if newest is not None:
+                newest.newer = act
             self._newest = act
             self._count += 1
             act.registered = True
-            self._write(act.value)
+            flags.RUN_FUNCTIONS_EAGERLY = self._written = act.value
 
     def exit(self, act: Activation) -> bool:
         """Remove `act`; False (and nothing changed) if it is not registered."""
-        _hook.load()
+        flags = _hook.flag_module or _hook.load()
         with self._lock:
             if not act.registered:
                 return False
-            self._notice_outside_write(first=False)
+            if flags.RUN_FUNCTIONS_EAGERLY != self._written:
+                self._baseline = bool(flags.RUN_FUNCTIONS_EAGERLY)
             self._unlink(act)
-            self._write(self._newest.value if self._newest is not None else self._baseline)
+            newest = self._newest
+            flags.RUN_FUNCTIONS_EAGERLY = self._written = (
+                newest.value if newest is not None else self._baseline
+            )
             return True
 
     def _unlink(self, act: Activation) -> None:
@@ -70,11 +77,6 @@ class Registry:
         act.older = act.newer = None
         act.registered = False
         self._count -= 1
-
-    def _notice_outside_write(self, first: bool) -> None:
-        flag = _hook.read_flag()
-        if first or flag != self._written:
-            self._baseline = flag
 
     def _write(self, value: bool) -> None:
         _hook.write_flag(value)

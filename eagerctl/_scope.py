@@ -16,7 +16,7 @@ import sys
 import threading
 import warnings
 from collections.abc import AsyncGenerator, Callable, Generator
-from types import TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _hook, _local
@@ -30,6 +30,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _get_ident = threading.get_ident
 _modules = sys.modules
+_getframe = sys._getframe
+_STACK_get = _local.STACK.get
+_STACK_set = _local.STACK.set
 
 # Local activations currently active in any thread or task, for `status()` and
 # for refusing to uninstall the hook under them. Single dict operations are
@@ -43,12 +46,10 @@ def active_local_count() -> int:
 
 def _current_task() -> object | None:
     aio = _modules.get("asyncio")
-    if aio is None:
+    # `_get_running_loop` is a cheap C call; `current_task` without a loop raises.
+    if aio is None or aio._get_running_loop() is None:
         return None
-    try:
-        return aio.current_task()  # type: ignore[no-any-return]
-    except RuntimeError:  # no running event loop in this thread
-        return None
+    return aio.current_task()  # type: ignore[no-any-return]
 
 
 def thread_name(ident: int) -> str:
@@ -56,52 +57,78 @@ def thread_name(ident: int) -> str:
     return thread.name if thread is not None else f"thread {ident} (finished)"
 
 
+def _line_of(code: CodeType, lasti: int) -> int:
+    for start, end, line in code.co_lines():
+        if start <= lasti < end and line is not None:
+            return line
+    return code.co_firstlineno
+
+
 class Activation:
-    """One entry of a scope: what the local stack and the registry hold."""
+    """One entry of a scope: what the local stack and the registry hold.
 
-    __slots__ = ("filename", "lineno", "newer", "older", "registered", "scope", "task", "thread", "value")
+    Creating one enters it (one call on the hot path); `exit()` leaves it. A
+    local activation is itself the top frame of its context's stack (`value`,
+    `below`, `activation`), so entering allocates one object. Where it was
+    entered is kept as (code, instruction) and turned into a line number only
+    when a message or `status()` needs it.
+    """
 
-    def __init__(self, scope: Scope, depth: int) -> None:
+    __slots__ = ("below", "code", "lasti", "newer", "older", "registered", "scope", "task", "thread", "value")
+    # Set by the registry for process activations only: their place in its list.
+    older: Activation | None
+    newer: Activation | None
+    registered: bool
+
+    def __init__(self, scope: Scope, frame: FrameType, stacklevel: int) -> None:
+        """Enter `scope` for the code running in `frame`; warnings point `stacklevel` frames up."""
         self.scope = scope
         self.value = scope.enabled
         self.thread = _get_ident()
-        self.task = None if scope.process else _current_task()
-        frame = sys._getframe(depth + 1)
-        self.filename = frame.f_code.co_filename
-        self.lineno = frame.f_lineno
-        self.older: Activation | None = None
-        self.newer: Activation | None = None
-        self.registered = False
+        self.code = frame.f_code
+        self.lasti = frame.f_lasti
+        self.task: object | None = None
+        if not _hook.installed:
+            if scope.process:
+                _hook.load()
+            else:
+                _hook.require_local()
+        # Warn before changing anything: a warnings filter may turn it into an error.
+        if not _hook.eager_state.is_eager:
+            self._warn_tracing(stacklevel + 1)
+        if scope.process:
+            self.below: _local.Entry | None = None
+            REGISTRY.enter(self)  # sets older, newer, registered
+            return
+        if _hook.running_loop() is not None:
+            self.task = _current_task()
+        self.below = _STACK_get()
+        LIVE_LOCAL[self] = None
+        _STACK_set(self)  # last: the override takes effect once the bookkeeping is done
+
+    @property
+    def activation(self) -> Activation:
+        """As a stack entry, an activation stands for itself."""
+        return self
+
+    def _warn_tracing(self, stacklevel: int) -> None:
+        warnings.warn(
+            f"{self.scope!r} was entered while TensorFlow is tracing a graph ({self.where}); "
+            "it cannot change the graph being built. Enter it outside the tf.function, "
+            "or decorate the function you want eager with @eagerctl.debuggable",
+            EagerctlWarning,
+            stacklevel=stacklevel + 1,
+        )
 
     @property
     def where(self) -> str:
-        return f"{self.filename}:{self.lineno}"
+        return f"{self.code.co_filename}:{_line_of(self.code, self.lasti)}"
 
     def describe(self) -> str:
         text = f"entered at {self.where} in thread {thread_name(self.thread)!r}"
         if self.task is not None:
             text += f", asyncio task {_task_name(self.task)!r}"
         return text
-
-    def enter(self, stacklevel: int) -> None:
-        if self.scope.process:
-            _hook.load()
-        else:
-            _hook.require_local()
-        # Warn before changing anything: a warnings filter may turn it into an error.
-        if _hook.executing_eagerly is not None and not _hook.executing_eagerly():
-            warnings.warn(
-                f"{self.scope!r} was entered while TensorFlow is tracing a graph ({self.where}); "
-                "it cannot change the graph being built. Enter it outside the tf.function, "
-                "or decorate the function you want eager with @eagerctl.debuggable",
-                EagerctlWarning,
-                stacklevel=stacklevel,
-            )
-        if self.scope.process:
-            REGISTRY.enter(self)
-        else:
-            _local.push(self)
-            LIVE_LOCAL[self] = None
 
     def exit(self) -> None:
         if self.scope.process:
@@ -121,7 +148,9 @@ class Activation:
                 f"scope can only be exited by the thread and asyncio task that entered it; exit "
                 f"it there, or use {self.scope.factory}(process=True) for a scope shared by threads"
             )
-        if not _local.remove(self):
+        if _STACK_get() is self:
+            _STACK_set(self.below)
+        elif not _local.remove(self):
             raise EagerctlError(
                 f"{self.scope!r} cannot exit: it is not active in this context (it was "
                 f"{self.describe()}); exit a scope once per entry, in the context that entered it"
@@ -165,46 +194,45 @@ class Scope:
         return self._activation is not None
 
     # -- context manager ----------------------------------------------------
-    def _enter(self, depth: int) -> None:
-        current = self._activation
-        if current is not None:
-            raise EagerctlError(
-                f"{self!r} is already active ({current.describe()}); a scope object is active "
-                f"at most once at a time: create a new {self.factory}() for a nested block"
-            )
-        act = Activation(self, depth + 1)
-        act.enter(depth + 3)
-        self._activation = act
-        self._last = act
+    def _already_active(self) -> EagerctlError:
+        assert self._activation is not None
+        return EagerctlError(
+            f"{self!r} is already active ({self._activation.describe()}); a scope object is active "
+            f"at most once at a time: create a new {self.factory}() for a nested block"
+        )
 
-    def _exit(self) -> None:
-        act = self._activation
-        if act is None:
-            if self._last is None:
-                raise EagerctlError(f"{self!r} cannot exit: it is not active (it was never entered); "
-                                    "exit a scope only after entering it")
-            raise EagerctlError(
-                f"{self!r} cannot exit: it is not active (it was {self._last.describe()} and has "
-                "already exited); exit a scope once per entry"
-            )
-        act.exit()
-        self._activation = None
+    def _not_active(self) -> EagerctlError:
+        if self._last is None:
+            return EagerctlError(f"{self!r} cannot exit: it is not active (it was never entered); "
+                                 "exit a scope only after entering it")
+        return EagerctlError(
+            f"{self!r} cannot exit: it is not active (it was {self._last.describe()} and has "
+            "already exited); exit a scope once per entry"
+        )
 
     def __enter__(self) -> Self:
-        self._enter(1)
+        if self._activation is not None:
+            raise self._already_active()
+        self._activation = self._last = Activation(self, _getframe(1), 2)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._exit()
+        act = self._activation
+        if act is None:
+            raise self._not_active()
+        act.exit()
+        self._activation = None
 
     async def __aenter__(self) -> Self:
-        self._enter(1)
+        if self._activation is not None:
+            raise self._already_active()
+        self._activation = self._last = Activation(self, _getframe(1), 2)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        self._exit()
+        self.__exit__(exc_type, exc, tb)
 
     # -- decorator ------------------------------------------------------------
     @overload
@@ -236,8 +264,7 @@ class Scope:
     def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def scoped(*args: Any, **kwargs: Any) -> Any:
-            act = Activation(self, 1)
-            act.enter(3)
+            act = Activation(self, _getframe(1), 2)
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -248,8 +275,7 @@ class Scope:
     def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         async def scoped(*args: Any, **kwargs: Any) -> Any:
-            act = Activation(self, 1)
-            act.enter(3)
+            act = Activation(self, _getframe(1), 2)
             try:
                 return await fn(*args, **kwargs)
             finally:
@@ -266,8 +292,7 @@ class Scope:
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
-                act = Activation(self, 1)
-                act.enter(3)
+                act = Activation(self, _getframe(1), 2)
                 try:
                     item = gen.send(to_send) if to_throw is None else gen.throw(to_throw)
                 except StopIteration as stop:
@@ -278,8 +303,7 @@ class Scope:
                 try:
                     to_send = yield item
                 except GeneratorExit:
-                    act = Activation(self, 1)
-                    act.enter(3)
+                    act = Activation(self, _getframe(1), 2)
                     try:
                         gen.close()
                     finally:
@@ -297,8 +321,7 @@ class Scope:
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
-                act = Activation(self, 1)
-                act.enter(3)
+                act = Activation(self, _getframe(1), 2)
                 try:
                     if to_throw is None:
                         item = await agen.asend(to_send)
@@ -312,8 +335,7 @@ class Scope:
                 try:
                     to_send = yield item
                 except GeneratorExit:
-                    act = Activation(self, 1)
-                    act.enter(3)
+                    act = Activation(self, _getframe(1), 2)
                     try:
                         await agen.aclose()
                     finally:
@@ -346,8 +368,9 @@ def eager_scope(enabled: bool = True, *, process: bool = False) -> Scope:
         with eagerctl.eager_scope():
             loss = train_step(x, y)   # body runs line by line: print, pdb, .numpy()
     """
-    _check_bool("eager_scope", "enabled", enabled)
-    _check_bool("eager_scope", "process", process)
+    if enabled.__class__ is not bool or process.__class__ is not bool:
+        _check_bool("eager_scope", "enabled", enabled)
+        _check_bool("eager_scope", "process", process)
     return Scope(enabled, process, "eager_scope")
 
 
