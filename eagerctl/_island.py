@@ -95,29 +95,33 @@ def call_as_island(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str
     if not callable(fn):
         raise TypeError(f"call_as_island(fn={fn!r}): fn must be callable")
     if tf.executing_eagerly():
-        raise _passing_autograph(EagerctlError(
+        raise IslandError(
             f"call_as_island({name!r}) was called while TensorFlow executes eagerly; an eager "
             "island only makes sense while a tf.function is being traced: call the function directly"
-        ))
+        )
     graph = ops.get_default_graph()
     if control_flow_util.GraphOrParentsInXlaContext(graph):
-        raise _passing_autograph(EagerctlError(
+        raise IslandError(
             f"@debuggable function {name!r} was called while TensorFlow traces the XLA-compiled "
             f"function {_graph_name(graph)!r}; it cannot run eagerly there, because XLA compiles the "
             "whole function and cannot call back into Python. Turn jit_compile off for that model "
             "or function (model.compile(..., jit_compile=False) or tf.function(..., "
             "jit_compile=False)), or use @debuggable(island=False) to trace its body into the graph"
-        ))
+        )
     _hook.require_local()
     return _Island(fn, tuple(args), dict(kwargs), name, trace_fn=trace_fn or fn, override=override).build()
 
 
-def _passing_autograph(error: EagerctlError) -> EagerctlError:
-    # AutoGraph re-creates errors raised in converted code, and an exception
-    # type it does not know becomes a StagingError; this attribute makes it
-    # let ours through unchanged, so callers can catch EagerctlError.
-    error.ag_pass_through = True  # type: ignore[attr-defined]
-    return error
+class IslandError(EagerctlError):
+    """An eager island cannot be built here (raised while a graph is traced).
+
+    AutoGraph re-creates errors raised in converted code, and turns a type it
+    does not know into a StagingError; `ag_pass_through` makes it let this one
+    through unchanged, so callers can catch `EagerctlError`. A class attribute,
+    because Keras 2 re-creates a layer's exception from its class.
+    """
+
+    ag_pass_through = True
 
 
 def _graph_name(graph: Any) -> str:
@@ -221,12 +225,12 @@ class _Island:
                     out = converted(*args, **kwargs)
                 out = tf.nest.map_structure(_as_output, out, expand_composites=True)
             except Exception as exc:
-                raise _passing_autograph(EagerctlError(
+                raise IslandError(
                     f"@debuggable function {self.name!r} could not be traced to learn its outputs, "
                     f"which an eager island needs before it runs ({type(exc).__name__}: {exc}). "
                     "Its body is traced once with symbolic tensors: guard code that needs real values "
                     "with `if tf.executing_eagerly():`, or use @debuggable(island=False)"
-                )) from exc
+                ) from exc
         read_vars = _unique(watcher.watched_variables())
         handles = [ext for ext, internal in scratch.captures if internal.dtype == tf.resource]
         return out, read_vars, handles
