@@ -198,13 +198,12 @@ class _DebugSpec:
                 f"--debug {text!r}: expected MODULE:QUALNAME, a module and a function in it, such as "
                 "mypkg.train:train_step or mypkg.models:MyModel.train_step"
             )
-        if module == "__main__":
-            raise _UsageError(
-                f"--debug {text!r}: the program's own script runs as __main__ and cannot be hooked "
-                "before it defines its functions; move the function into a module, or decorate it with "
-                "@eagerctl.debuggable"
-            )
         return cls(text, module, qualname)
+
+    @property
+    def in_main(self) -> bool:
+        """Whether it names the program itself (`__main__:fn`), applied by `_MainTracer`."""
+        return self.module == "__main__"
 
     def check_module(self) -> None:
         try:
@@ -215,7 +214,7 @@ class _DebugSpec:
             raise _UsageError(f"--debug {self.text}: no module named {self.module!r} (searched sys.path, "
                               "which starts with the program's directory)")
 
-    def apply(self, module: ModuleType) -> None:
+    def apply(self, module: ModuleType | _Globals) -> None:
         """Post-import hook body: wrap the target in @debuggable; SystemExit(2) if it cannot."""
         if not self.live or self.applied:
             return
@@ -226,7 +225,7 @@ class _DebugSpec:
             print(f"eagerctl run: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
 
-    def _apply(self, module: ModuleType) -> None:
+    def _apply(self, module: ModuleType | _Globals) -> None:
         from ._debuggable import debuggable
 
         owner: Any = module
@@ -299,7 +298,8 @@ class _Runner:
             return 1
         try:
             for spec in self.specs:
-                spec.check_module()
+                if not spec.in_main:
+                    spec.check_module()
         except _UsageError as exc:
             print(f"eagerctl run: error: {exc}", file=sys.stderr)
             return 2
@@ -307,7 +307,8 @@ class _Runner:
             import wrapt
 
             for spec in self.specs:
-                wrapt.register_post_import_hook(spec.apply, spec.module)
+                if not spec.in_main:
+                    wrapt.register_post_import_hook(spec.apply, spec.module)
         if self.ns.data_debug:
             from . import _hook
 
@@ -333,9 +334,20 @@ class _Runner:
             finally:
                 scope.__exit__(None, None, None)
         for spec in self.specs:
-            if not spec.applied and not spec.failed:
+            if spec.applied or spec.failed:
+                continue
+            if spec.in_main and status == 0:
+                # The program ran to its end without ever binding the name at module level.
+                name = spec.qualname.split(".")[0]
+                print(f"eagerctl run: error: --debug {spec.text}: the program never defined {name!r} at "
+                      "module level", file=sys.stderr)
+                status = 2
+            elif spec.in_main:
+                print(f"eagerctl run: warning: --debug {spec.text} was never applied: the program stopped "
+                      "before defining it", file=sys.stderr)
+            else:
                 print(f"eagerctl run: warning: --debug {spec.text} was never applied: the program did not "
-                      f"import {spec.module}", file=sys.stderr)
+                      f"import {spec.module}{self._main_hint(spec)}", file=sys.stderr)
         return status
 
     @staticmethod
@@ -354,7 +366,30 @@ class _Runner:
             return graph_scope(process=self.ns.process)
         return None
 
+    def _main_hint(self, spec: _DebugSpec) -> str:
+        program = self.module if self.module is not None else (
+            os.path.splitext(os.path.basename(os.path.normpath(self.script or "")))[0])
+        if spec.module == program:
+            return f" (the program itself runs as __main__: use --debug __main__:{spec.qualname})"
+        return ""
+
     def _execute(self) -> int:
+        main_specs = [spec for spec in self.specs if spec.in_main]
+        if not main_specs:
+            return self._execute_program()
+        if sys.gettrace() is not None:
+            print("eagerctl run: error: --debug __main__:... needs sys.settrace, and a debugger or coverage "
+                  "tool already uses it here; move the function into a module, or decorate it with "
+                  "@eagerctl.debuggable", file=sys.stderr)
+            return 2
+        tracer = _MainTracer(main_specs)
+        sys.settrace(tracer.on_call)
+        try:
+            return self._execute_program()
+        finally:
+            tracer.stop()
+
+    def _execute_program(self) -> int:
         try:
             if self.module is not None:
                 # run_module(alter_sys=True) puts the module's file in sys.argv[0].
@@ -370,6 +405,63 @@ class _Runner:
             _report(exc)
             return 130 if isinstance(exc, KeyboardInterrupt) else 1
         return 0
+
+
+class _Globals:
+    """A module's globals dict seen as attributes, so `_DebugSpec._apply` treats it like a module."""
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        object.__setattr__(self, "_namespace", namespace)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._namespace[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._namespace[name] = value
+
+
+class _MainTracer:
+    """Applies `--debug __main__:NAME` specs as the program binds those names.
+
+    The program's own code runs as `__main__` and is never imported, so no
+    import hook can see it. A trace function follows the program's module-level
+    code line by line and wraps each named function right after its `def` (or
+    other binding) ran. Tracing costs time, so it stops as soon as every spec
+    is applied, usually after the program's first few lines (its imports).
+    """
+
+    def __init__(self, specs: list[_DebugSpec]) -> None:
+        self.pending = list(specs)
+        self.frame: Any = None
+
+    def on_call(self, frame: Any, event: str, arg: Any) -> Any:
+        if (self.frame is None and event == "call" and frame.f_code.co_name == "<module>"
+                and frame.f_globals.get("__name__") == "__main__"):
+            self.frame = frame
+            return self.on_line
+        return None
+
+    def on_line(self, frame: Any, event: str, arg: Any) -> Any:
+        # Each event comes before its line runs: the previous line's bindings are visible.
+        namespace = frame.f_globals
+        for spec in list(self.pending):
+            if spec.qualname.split(".")[0] in namespace:
+                self.pending.remove(spec)
+                spec.apply(_Globals(namespace))  # SystemExit(2) on a bad target
+        if not self.pending or event == "return":
+            self.stop()
+            return None
+        return self.on_line
+
+    def stop(self) -> None:
+        if sys.gettrace() == self.on_call:
+            sys.settrace(None)
+        if self.frame is not None:
+            self.frame.f_trace = None
+            self.frame = None
 
 
 def _exit_status(code: object, report: bool = False) -> int:

@@ -213,6 +213,80 @@ def test_debug_makes_named_functions_and_methods_debuggable_on_import(
     assert seen["other"] == [False]                # untouched: traced once, compiled
 
 
+MAIN_PROGRAM = """\
+import json, sys
+import tensorflow as tf
+seen = {}
+limit = 3
+
+@tf.function
+def step(x):
+    seen.setdefault("step", []).append(tf.executing_eagerly())
+    return x + 1
+
+@tf.function
+def other(x):
+    seen.setdefault("other", []).append(tf.executing_eagerly())
+    return x + 1
+
+class Model:
+    @tf.function
+    def train_step(self, x):
+        seen.setdefault("train_step", []).append(tf.executing_eagerly())
+        return x * 2
+
+def main():
+    model = Model()
+    for _ in range(2):
+        step(tf.constant(1)); other(tf.constant(1)); model.train_step(tf.constant(1))
+    seen["tracing"] = sys.gettrace() is not None
+    print(json.dumps(seen))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_debug_main_wraps_the_programs_own_functions_as_it_defines_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(tmp_path / "train.py", MAIN_PROGRAM)
+    assert main(["run", "--debug", "__main__:step", "--debug", "__main__:Model.train_step", str(script)]) == 0
+    seen = report(capsys)
+    assert seen["step"] == [True, True]
+    assert seen["train_step"] == [True, True]
+    assert seen["other"] == [False]
+    assert seen["tracing"] is False  # line tracing stopped once both were wrapped
+    assert sys.gettrace() is None
+
+
+def test_debug_main_name_never_defined_or_not_callable_exits_2(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(tmp_path / "train.py", MAIN_PROGRAM)
+    assert main(["run", "--debug", "__main__:nope", str(script)]) == 2
+    captured = capsys.readouterr()
+    assert '"other": [false]' in captured.out  # the program ran to its end
+    assert captured.err == ("eagerctl run: error: --debug __main__:nope: the program never defined 'nope' "
+                            "at module level\n")
+    assert main(["run", "--debug", "__main__:limit", str(script)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stopped right after `limit = 3`
+    assert captured.err == ("eagerctl run: error: --debug __main__:limit: __main__.limit is not callable "
+                            "(it is a int); name a function or method\n")
+    assert sys.gettrace() is None
+
+
+def test_debug_naming_the_script_as_a_module_says_to_use_main(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(tmp_path / "train.py", MAIN_PROGRAM)
+    assert main(["run", "--debug", "train:step", str(script)]) == 0
+    captured = capsys.readouterr()
+    assert '"step": [false]' in captured.out
+    assert captured.err == (
+        "eagerctl run: warning: --debug train:step was never applied: the program did not import train "
+        "(the program itself runs as __main__: use --debug __main__:step)\n"
+    )
+
+
 def test_debug_spec_that_is_never_imported_is_reported(program: Path, helper: str,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--debug", f"{helper}:step", str(program)]) == 0
@@ -259,9 +333,6 @@ def test_debug_module_that_does_not_exist_exits_2_before_the_program_runs(
          "in it, such as mypkg.train:train_step or mypkg.models:MyModel.train_step"),
         (["--debug", "pkg.mod:"], "--debug 'pkg.mod:': expected MODULE:QUALNAME, a module and a function "
          "in it, such as mypkg.train:train_step or mypkg.models:MyModel.train_step"),
-        (["--debug", "__main__:step"], "--debug '__main__:step': the program's own script runs as __main__ "
-         "and cannot be hooked before it defines its functions; move the function into a module, or "
-         "decorate it with @eagerctl.debuggable"),
         (["--process"], "--process applies --eager or --graph to the whole process; give one of them"),
     ],
 )
