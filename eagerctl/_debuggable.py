@@ -24,7 +24,6 @@ import os
 import pdb
 import re
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,12 +31,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import wrapt
 
-from . import _hook, _local
+from . import _hook
 from ._errors import EagerctlError, EagerctlWarning
-from ._scope import LIVE_LOCAL, Activation, Scope
+from ._scope import Activation, Scope
 
-if TYPE_CHECKING:
-    from types import FrameType
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,53 +47,12 @@ _ON = frozenset({"", "1", "true", "yes", "on"})
 logger = logging.getLogger("eagerctl")
 
 _getframe = sys._getframe
-_get_ident = threading.get_ident
-_modules = sys.modules
 
 _FUNCTION_MODULE = _hook.FUNCTION_MODULE
 _SUPPORTED = (
     "it decorates tf.functions, functions, coroutine functions, and instance, class and static "
     "methods (including tf.function methods of Keras models and layers and a layer's call)"
 )
-
-
-class _CallActivation(Activation):
-    """The local eager override of one `@debuggable` call.
-
-    Pushed and removed by the same Python frame around the body, so the
-    misuse checks of `Activation.enter`/`exit` (other thread or task, double
-    exit) cannot apply, and the tracing check has been made already: this
-    skips them and the task lookup that costs a microsecond when no event
-    loop runs. It is on the core's local stack and in `LIVE_LOCAL` like any
-    activation, so `status()` lists it and `uninstall_hook()` waits for it.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, scope: Scope, frame: FrameType) -> None:
-        self.scope = scope
-        self.value = True
-        self.thread = _get_ident()
-        aio = _modules.get("asyncio")  # no asyncio imported: no task either
-        self.task = aio.current_task() if aio is not None and aio._get_running_loop() is not None else None
-        self.code = frame.f_code
-        self.lasti = frame.f_lasti
-        self.below = None
-        self.activation = self
-        self.older = self.newer = None
-        self.registered = False
-
-
-def _push(act: _CallActivation) -> None:
-    _local.push(act)
-    LIVE_LOCAL[act] = None
-
-
-def _pop(act: _CallActivation) -> None:
-    # Out of order is possible (a scope entered in the body and left open by a
-    # suspended generator); `remove` keeps the frames above with their values.
-    _local.remove(act)
-    LIVE_LOCAL.pop(act, None)
 
 
 # -- what can be decorated --------------------------------------------------
@@ -289,7 +245,7 @@ class _Settings:
         body, args = self._body(wrapped, instance, args)
         if self.kind == "coroutine":
             return self._call_coroutine(body, args, kwargs)
-        if not _hook.executing_eagerly():  # type: ignore[misc]
+        if not _hook.eager_state.is_eager:
             return self._call_while_tracing(body, args, kwargs)
         return self.call_eagerly(body, args, kwargs)
 
@@ -302,9 +258,7 @@ class _Settings:
         """
         if not self.plain or self.kind == "coroutine":
             return self
-        scope, tf_type, inner = self.scope, self.tf_type, self.inner
-        hook, push, live = _hook, _local.push, LIVE_LOCAL
-        settings = self
+        scope, tf_type, inner, hook, settings = self.scope, self.tf_type, self.inner, _hook, self
 
         def fast_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if not hook.installed:
@@ -315,24 +269,20 @@ class _Settings:
                 body = wrapped.python_function
             else:
                 body, args = inner.python_function, (instance, *args)
-            if not hook.executing_eagerly():  # type: ignore[misc]
+            if not hook.eager_state.is_eager:
                 return settings._call_while_tracing(body, args, kwargs)
-            act = _CallActivation(scope, _getframe(1))
-            push(act)
-            live[act] = None
+            act = Activation(scope, _getframe(1), 1)  # entered; checked for tracing above
             try:
                 return body(*args, **kwargs)
             finally:
-                _pop(act)
+                act.exit()
 
         fast_wrapper.settings = self  # type: ignore[attr-defined]
         return fast_wrapper
 
     def call_eagerly(self, body: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run `body` eagerly with this function's options (the override and the debug aids)."""
-        act = _CallActivation(self.scope, _getframe(1)) if self.recursive else None
-        if act is not None:
-            _push(act)
+        act = Activation(self.scope, _getframe(1), 1) if self.recursive else None
         start = time.perf_counter() if self.log_calls else 0.0
         outcome = "returned"
         try:
@@ -345,7 +295,7 @@ class _Settings:
                 raise
         finally:
             if act is not None:
-                _pop(act)
+                act.exit()
             if self.log_calls:
                 self._log(args, kwargs, outcome, time.perf_counter() - start)
         if self.check_numerics:
@@ -356,9 +306,7 @@ class _Settings:
                               kwargs: dict[str, Any]) -> Any:
         # The override must be pushed inside the coroutine: it is the awaiting task's context
         # that has to see it, and only while the body runs.
-        act = _CallActivation(self.scope, _getframe(1)) if self.recursive else None
-        if act is not None:
-            _push(act)
+        act = Activation(self.scope, _getframe(1), 1) if self.recursive else None
         start = time.perf_counter() if self.log_calls else 0.0
         outcome = "returned"
         try:
@@ -371,7 +319,7 @@ class _Settings:
                 raise
         finally:
             if act is not None:
-                _pop(act)
+                act.exit()
             if self.log_calls:
                 self._log(args, kwargs, outcome, time.perf_counter() - start)
         if self.check_numerics:
@@ -392,6 +340,7 @@ class _Settings:
         """
         from tensorflow.python.framework import ops
 
+        _forget_allowlisted(body)
         graph = ops.get_default_graph()
         if self.island and hasattr(graph, "outer_graph") and not _is_shape_inference(graph):
             from ._island import call_as_island
@@ -462,6 +411,25 @@ def _is_shape_inference(graph: Any) -> bool:
 
 
 _SHAPE_GRAPH = re.compile(r"(^|_)scratch_graph(_\d+)?$|^build_graph$")
+
+
+def _forget_allowlisted(body: Callable[..., Any]) -> None:
+    """Undo AutoGraph's note that the function behind the proxy must never be converted.
+
+    AutoGraph calls the proxy unconverted (it is an artifact) and caches that
+    decision under a key the proxy shares with the function it wraps (wrapt
+    forwards hashing and equality, and `__func__` for methods). Left there, the
+    undecorated function and the body below would never be converted again in
+    any graph. The cache only saves work: without the entry AutoGraph decides
+    afresh.
+    """
+    try:
+        from tensorflow.python.autograph.impl import conversion
+
+        entries = conversion._ALLOWLIST_CACHE._cache
+        entries.pop(body.__func__ if inspect.ismethod(body) else body, None)
+    except (ImportError, AttributeError, TypeError):  # another TF layout, or an unhashable body
+        pass
 
 
 def _build_into_graph(body: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

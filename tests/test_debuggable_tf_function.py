@@ -206,7 +206,7 @@ def test_tf_function_above_debuggable_traces_it_and_warns_with_the_remedy() -> N
     runs: list[bool] = []
 
     @tf.function
-    @eagerctl.debuggable
+    @eagerctl.debuggable(island=False)
     def inc(x: Any) -> Any:
         runs.append(tf.executing_eagerly())
         return x + 1
