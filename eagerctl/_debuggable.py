@@ -35,7 +35,6 @@ from . import _hook
 from ._errors import EagerctlError, EagerctlWarning
 from ._scope import Activation, Scope
 
-
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
