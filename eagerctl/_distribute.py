@@ -1,6 +1,6 @@
 """eagerctl and `tf.distribute`: replica threads, and what TF cannot do eagerly.
 
-Two small patches of TensorFlow's distribution code, each reversible:
+Small patches of TensorFlow's distribution code, all reversible:
 
 1. **Replica threads see the caller's local overrides.** `MirroredStrategy.run(fn)`
    (and `MultiWorkerMirroredStrategy.run`, which shares its code, and Keras
@@ -17,13 +17,18 @@ Two small patches of TensorFlow's distribution code, each reversible:
    until the replica threads finish, so the frames they see stay active while
    they run; a scope a replica thread enters itself is its own, pushed on top.
 
-2. **A clear error where TF cannot run eagerly.** A collective all-gather
-   (`ReplicaContext.all_gather`, `Strategy.gather` under
-   `MultiWorkerMirroredStrategy`) exists only in graphs; run eagerly, TF
-   raises a bare `RuntimeError: all_gather is not supported in eager mode.`
-   When an eagerctl override (or the global flag) is what made the call eager,
-   `EagerctlError` says so, names the scope and where it was entered, and the
-   fix.
+2. **TF's internal all-gather function stays compiled.** A collective
+   all-gather (`ReplicaContext.all_gather`, `Strategy.gather` under
+   `MultiWorkerMirroredStrategy`) exists only in graphs: TF's launcher raises
+   `RuntimeError: all_gather is not supported in eager mode.` when run
+   eagerly. In eager code TF therefore runs it through an internal
+   `tf.function` (`CollectiveAllReduce._batch_all_gather`), which an eager
+   override, or TF's own `tf.config.run_functions_eagerly(True)`, would run
+   eagerly, and fail. A local `graph_scope()` keeps that one internal function
+   compiled; the user's functions around it stay eager. Should the launcher
+   still be reached eagerly because of eagerctl (another TF version, another
+   path), `EagerctlError` says so instead of TF's bare error, naming the scope,
+   where it was entered, and the fix.
 
 Nothing here imports TensorFlow: the patches apply when TF's modules are
 imported (`import tensorflow` imports both).
@@ -42,6 +47,7 @@ from . import _hook, _local
 from ._errors import EagerctlError
 
 MIRRORED_RUN = "tensorflow.python.distribute.mirrored_run"
+CROSS_DEVICE_OPS = "tensorflow.python.distribute.cross_device_ops"
 CROSS_DEVICE_UTILS = "tensorflow.python.distribute.cross_device_utils"
 ATTR = "_eagerctl_overrides"
 
@@ -95,8 +101,8 @@ def _patch_all_gather(cls: type) -> dict[str, Callable[..., Any]]:
             if cause is not None:
                 raise EagerctlError(
                     "TensorFlow cannot run a collective all_gather eagerly (ReplicaContext.all_gather, "
-                    f"or Strategy.gather under MultiWorkerMirroredStrategy), and this call runs eagerly "
-                    f"because of {cause}. Keep the step that gathers compiled: run it under "
+                    "or Strategy.gather under MultiWorkerMirroredStrategy), and this call runs eagerly "
+                    f"because of {cause}. Keep the code that gathers compiled: run it under "
                     "eagerctl.graph_scope(), or move the gather out of the code you run eagerly"
                 )
         return all_gather(self, *args, **kwargs)
@@ -104,9 +110,26 @@ def _patch_all_gather(cls: type) -> dict[str, Callable[..., Any]]:
     return {"all_gather": checked_all_gather}
 
 
+def _patch_batch_all_gather(cls: type) -> dict[str, Callable[..., Any]]:
+    batch_all_gather = cls.__dict__["_batch_all_gather"]
+    from tensorflow.python.eager import context
+
+    from ._scope import graph_scope
+
+    @functools.wraps(batch_all_gather)
+    def compiled_batch_all_gather(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _hook.installed or not context.executing_eagerly():
+            return batch_all_gather(self, *args, **kwargs)
+        with graph_scope():  # the internal tf.function it calls must compile
+            return batch_all_gather(self, *args, **kwargs)
+
+    return {"_batch_all_gather": compiled_batch_all_gather}
+
+
 # module -> (class name, patch maker)
 _PATCHES: dict[str, tuple[str, Callable[[type], dict[str, Callable[..., Any]]]]] = {
     MIRRORED_RUN: ("_MirroredReplicaThread", _patch_replica_thread),
+    CROSS_DEVICE_OPS: ("CollectiveAllReduce", _patch_batch_all_gather),
     CROSS_DEVICE_UTILS: ("CollectiveReplicaLauncher", _patch_all_gather),
 }
 
@@ -126,7 +149,7 @@ def _install_module(name: str, module: ModuleType | None) -> bool:
 
 
 def install() -> None:
-    """Apply both patches to the TF modules already imported (idempotent; imports nothing)."""
+    """Apply the patches to the TF modules already imported (idempotent; imports nothing)."""
     for name in _PATCHES:
         module = sys.modules.get(name)
         if module is not None:

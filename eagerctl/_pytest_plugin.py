@@ -3,10 +3,10 @@
 What it adds:
 
 - `--tf-eager` / `--tf-graph`: run every `tf.function` of the session eagerly
-  (or compiled). A *process* scope, entered when the session starts and exited
-  when it ends, so threads that tests start and `tf.distribute` replica
-  threads are covered too, and coverage tools see the lines inside
-  `tf.function`s.
+  (or compiled). A *process* scope, entered when pytest is configured (before
+  collection) and exited when it unconfigures, so threads that tests start and
+  `tf.distribute` replica threads are covered too, and coverage tools see the
+  lines inside `tf.function`s.
 - Markers `tf_eager`, `tf_graph` and `tf_both_modes` (the test runs twice, with
   ids ending `[tf-eager]` and `[tf-graph]`). A marked test runs inside a
   process scope entered before its fixtures are set up and exited after they
@@ -32,6 +32,7 @@ import pytest
 from _pytest.nodes import Node
 
 from . import _hook
+from ._errors import EagerctlError
 from ._scope import Scope, eager_scope
 
 Mode = Literal["eager", "graph"]
@@ -76,29 +77,26 @@ def pytest_configure(config: pytest.Config) -> None:
     if eager and graph:
         raise pytest.UsageError("--tf-eager and --tf-graph exclude each other: give one of them")
     if eager or graph:
-        config.stash[_session_mode] = "eager" if eager else "graph"
+        mode: Mode = "eager" if eager else "graph"
+        scope = eager_scope(mode == "eager", process=True)
+        try:
+            scope.__enter__()
+        except EagerctlError as exc:  # no TensorFlow here: a usage error, not a crash
+            raise pytest.UsageError(f"--tf-{mode}: {exc}") from exc
+        config.stash[_session_mode] = mode
+        config.stash[_session_scope] = scope
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scope = config.stash.get(_session_scope, None)
+    if scope is not None and scope.active:
+        scope.__exit__(None, None, None)
+        del config.stash[_session_scope]
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     mode = config.stash.get(_session_mode, None)
     return None if mode is None else f"eagerctl: every tf.function runs {mode} (--tf-{mode})"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    mode = session.config.stash.get(_session_mode, None)
-    if mode is not None:
-        scope = eager_scope(mode == "eager", process=True)
-        scope.__enter__()
-        session.config.stash[_session_scope] = scope
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    scope = session.config.stash.get(_session_scope, None)
-    if scope is not None and scope.active:
-        scope.__exit__(None, None, None)
-        del session.config.stash[_session_scope]
 
 
 # -- markers -------------------------------------------------------------------

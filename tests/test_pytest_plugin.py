@@ -411,3 +411,17 @@ def test_loading_the_plugin_does_not_import_tensorflow(pytester: pytest.Pytester
     result = pytester.runpytest_subprocess(*ARGS)
     result.assert_outcomes(passed=1)
     assert (pytester.path / "result.txt").read_text() == "True False"
+
+
+def test_session_option_without_tensorflow_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    # A plugin loaded before eagerctl's makes `import tensorflow` fail, as on
+    # a machine without it.
+    pytester.makepyfile(notf="import sys\nsys.modules['tensorflow'] = None\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess("-p", "notf", *ARGS, "--tf-eager")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: --tf-eager: eagerctl needs TensorFlow, which cannot be imported here (import of "
+        "tensorflow halted; None in sys.modules); install it with: pip install tensorflow  "
+        "(or tensorflow-cpu on a machine without a GPU)"
+    ])
