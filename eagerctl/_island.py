@@ -180,6 +180,11 @@ class _Island:
                     self.slots.append((i, leaf))
                     inputs.extend(tf.convert_to_tensor(p) for p in parts)
         self.inputs = inputs
+        args, kwargs = self.structure
+        # Every argument a leaf, and kwargs in the sorted order nest flattens them in.
+        self.flat_call = (not any(tf.nest.is_nested(a) for a in (*args, *kwargs.values()))
+                          and list(kwargs) == sorted(kwargs)
+                          and all(composite is None for _, composite in self.slots))
 
         out, read_vars, handles = self._trace_scratch()
         self.out_structure = out
@@ -239,6 +244,14 @@ class _Island:
         """The call's (args, kwargs) with the op inputs replaced by `tensors`."""
         import tensorflow as tf
 
+        if self.flat_call:
+            # Every argument is a leaf: no nest round trip (it costs more than
+            # a small island body) on each run.
+            leaves = list(self.leaves)
+            for (i, _), tensor in zip(self.slots, tensors, strict=True):
+                leaves[i] = tensor
+            args, kwargs = self.structure
+            return tuple(leaves[: len(args)]), dict(zip(kwargs, leaves[len(args):], strict=True))
         leaves = list(self.leaves)
         pos = 0
         for i, composite in self.slots:
@@ -348,7 +361,8 @@ class _Island:
         import tensorflow as tf
 
         try:
-            tf.nest.assert_same_structure(out, self.out_structure, expand_composites=True)
+            if not (isinstance(out, tf.Tensor) and isinstance(self.out_structure, tf.Tensor)):
+                tf.nest.assert_same_structure(out, self.out_structure, expand_composites=True)
         except (ValueError, TypeError) as exc:
             raise EagerctlError(
                 f"eager island {self.name!r} returned {out!r}, whose structure differs from the one "

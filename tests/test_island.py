@@ -297,3 +297,25 @@ def test_numpy_while_tracing_gets_a_stand_in_only_in_the_tracing_thread() -> Non
 
     plain(tf.constant(1.0))
     assert printed[-1] == "False"
+
+
+def test_nested_and_ragged_arguments_reach_the_body_rebuilt() -> None:
+    seen: list[Any] = []
+
+    def body(batch: Any, rows: Any, *, extra: Any, scale: float) -> Any:
+        if tf.executing_eagerly():
+            seen.append((sorted(batch), type(rows).__name__, rows.row_lengths().numpy().tolist(), scale))
+        return batch["a"] * scale + tf.reduce_sum(rows.values) + extra[0]
+
+    @tf.function
+    def f(a: Any, b: Any, values: Any) -> Any:
+        rows = tf.RaggedTensor.from_row_lengths(values, [2, 1])
+        with tf.GradientTape() as tape:
+            tape.watch([a, values])
+            out = call_as_island(body, ({"a": a, "b": b}, rows), {"extra": [b], "scale": 3.0}, name="body")
+        return out, tape.gradient(out, [a, values])
+
+    out, (ga, gv) = f(tf.constant([1.0, 2.0]), tf.constant(10.0), tf.constant([1.0, 2.0, 4.0]))
+    assert out.numpy().tolist() == [20.0, 23.0]
+    assert (ga.numpy().tolist(), gv.numpy().tolist()) == ([3.0, 3.0], [2.0, 2.0, 2.0])
+    assert seen == [(["a", "b"], "RaggedTensor", [2, 1], 3.0)]
