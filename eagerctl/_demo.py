@@ -99,10 +99,10 @@ def _body_summary(runs: list[tuple[bool, bool]], repeat: int) -> list[str]:
     traced = sum(1 for executing in graph if not executing)
     calls = repeat + 1
     if not graph:
-        graph_line = f"graph: all {calls} calls ran the compiled graph; the Python body did not run"
+        graph_line = f"graph: {calls} calls ran the compiled graph; the Python body did not run"
     elif traced == len(graph):
-        graph_line = (f"graph: the Python body ran {traced}x, only to trace (not eagerly); "
-                      f"all {calls} calls ran the compiled graph")
+        graph_line = (f"graph: {calls} calls ran the compiled graph; the Python body ran {traced}x, "
+                      "only to trace")
     else:
         graph_line = f"graph: the Python body ran {len(graph)}x in {calls} calls ({traced}x tracing)"
     how = "eagerly" if eager and all(eager) else "NOT always eagerly"
@@ -128,7 +128,7 @@ def plain_ops(tf: Any, repeat: int) -> Scenario:
         return tf.constant(2) + tf.constant(3)
 
     s.comparison = compare(add, repeat=repeat)
-    s.note = "compared: tf.function(add) against add; for two tiny ops the graph call costs more"
+    s.note = "tf.function(add) against add: for two tiny ops a graph call costs more"
     return s
 
 
@@ -160,10 +160,9 @@ def square_and_gradient(tf: Any, repeat: int) -> Scenario:
     del s.body_runs[:]
     with graph_scope(process=True):
         y, dy_dx = body(x)  # the article's square_and_gradient_no_tf_function
-    s.facts.append(f"undecorated twin, flag off: y = {float(y):g}, dy/dx = {float(dy_dx):g}, "
-                   f"tf.executing_eagerly() = {s.body_runs[-1][1]}: plain Python, always eager")
-    s.facts.append("same values everywhere: the flag only decides whether the decorated body runs on "
-                   "each call or once, to trace")
+    s.facts.append(f"twin without @tf.function, flag off: y = {float(y):g}, dy/dx = {float(dy_dx):g}, "
+                   f"executing eagerly: {s.body_runs[-1][1]}")
+    s.facts.append("same values everywhere; the flag only decides if the decorated body runs per call")
     del s.body_runs[:]
     s.comparison = compare(decorated, x, repeat=repeat)
     return s
@@ -206,7 +205,7 @@ def keras_train_step(tf: Any, repeat: int) -> Scenario:
     s.facts.append("compiling it takes @tf.function (or Keras fit)")
     del s.body_runs[:]
     s.comparison = compare(train_step, model, optimizer, loss_fn, x, y, repeat=repeat)
-    s.note = "compared: tf.function(train_step) against train_step; weights and Adam slots restored"
+    s.note = "tf.function(train_step) against train_step; weights, Adam slots restored"
     return s
 
 
@@ -316,8 +315,8 @@ def run(plot_path: str | None = None, out: TextIO | None = None, err: TextIO | N
     cpu = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     print(f"eagerctl demo: TensorFlow {tf.__version__}, Keras {keras_version(tf)}, "
           f"Python {platform.python_version()}, {cpu}", file=out)
-    print("Each scenario runs the article's code with tf.config.run_functions_eagerly off and on, then "
-          "eagerctl.compare()\nruns it as a compiled tf.function and eagerly from the same state.", file=out)
+    print("Each scenario runs the article's code with tf.config.run_functions_eagerly off and on,\n"
+          "then eagerctl.compare() runs it compiled and eagerly from the same state.", file=out)
     plan: list[tuple[Callable[[Any, int], Scenario], int, str]] = [
         (plain_ops, 50, "Plain ops"),
         (square_and_gradient, 50, "square_and_gradient"),
@@ -335,7 +334,7 @@ def run(plot_path: str | None = None, out: TextIO | None = None, err: TextIO | N
             failed += 1
         scenarios.append(scenario)
         report(scenario, index, len(plan), repeat, out)
-    print(f"\nThe flag only ever changed how tf.function calls run. To debug one function without "
+    print(f"\nThe flag only ever changed how tf.function calls run. To debug one function without\n"
           f"slowing the rest:\n  with eagerctl.eager_scope(): ...   or   @eagerctl.debuggable\n"
           f"(demo took {time.perf_counter() - start:.1f} s)", file=out)
     if plot_path is not None:

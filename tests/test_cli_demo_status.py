@@ -35,18 +35,15 @@ def test_demo_shows_what_really_happens(tmp_path: Path, capsys: pytest.CaptureFi
         # Example 2: same values; the body runs to trace once, or on every call.
         "  what happens   flag off: y = 9, dy/dx = 6; in 3 calls the Python body ran 1x (only to trace)",
         "                 flag on:  y = 9, dy/dx = 6; in 3 calls the Python body ran 3x (on every call)",
-        "                 undecorated twin, flag off: y = 9, dy/dx = 6, tf.executing_eagerly() = True: "
-        "plain Python, always eager",
+        "                 twin without @tf.function, flag off: y = 9, dy/dx = 6, executing eagerly: True",
         # Example 3: the undecorated train step is eager both ways.
         "                 train_step is not a tf.function, so the flag changes nothing: both runs were eager",
         # What compare() saw inside the bodies.
-        "  ran eagerly    graph: the Python body ran 1x, only to trace (not eagerly); "
-        "all 51 calls ran the compiled graph",
-        "  ran eagerly    graph: all 51 calls ran the compiled graph; the Python body did not run",
+        "  ran eagerly    graph: 51 calls ran the compiled graph; the Python body ran 1x, only to trace",
+        "  ran eagerly    graph: 51 calls ran the compiled graph; the Python body did not run",
         "                 eager: the Python body ran on 51 of 51 calls, eagerly",
         "                 eager: the Python body ran on 21 of 21 calls, eagerly",
-        "  ran eagerly    graph: the Python body ran 2x, only to trace (not eagerly); "
-        "all 11 calls ran the compiled graph",
+        "  ran eagerly    graph: 11 calls ran the compiled graph; the Python body ran 2x, only to trace",
         "                 eager: the Python body ran on 11 of 11 calls, eagerly",
     ]
     for line in expected:
