@@ -6,7 +6,8 @@ So the scenarios run in one fresh Python process (this file run as a script),
 which prints what it saw as JSON; the tests assert on that record.
 
 In each scenario every `tf.function` body records (function, thread, eager)
-when it runs: "replica" threads are MirroredStrategy's per-replica threads.
+when it runs: "replica" threads are MirroredStrategy's per-replica threads,
+"other" is the TF executor thread that runs an eager island of `@debuggable`.
 A compiled call of an already traced function runs no Python, so records
 nothing.
 """
@@ -108,6 +109,44 @@ def test_keras_fit_in_strategy_scope_losses_equal_in_every_mode(mirrored: dict[s
         assert [r for r in eager["runs"] if r[1] == R] == [["helper", R, True], ["layer_call", R, True]]
 
 
+def test_debuggable_function_called_by_replica_threads(mirrored: dict[str, Any]) -> None:
+    # Called by replica threads while the compiled step is traced, the
+    # @debuggable loss_fn becomes an eager island: its body runs eagerly each
+    # step (in the TF thread that runs the island op), the rest stays compiled.
+    graph, debug = mirrored["loop:graph"], mirrored["loop:debuggable:loss_fn"]
+    assert debug["losses"] == pytest.approx(graph["losses"], rel=1e-5)
+    assert debug["runs"] == [["loss_fn", "other", True], ["loss_fn", R, False], ["replica_step", R, False],
+                             ["train_step", M, False]]
+
+
+def test_debuggable_step_reaches_replica_threads(mirrored: dict[str, Any]) -> None:
+    # @debuggable on the tf.function that calls strategy.run: its override
+    # reaches the replica threads, so everything they call runs eagerly.
+    graph, debug = mirrored["loop:graph"], mirrored["loop:debuggable:train_step"]
+    assert debug["losses"] == pytest.approx(graph["losses"], rel=1e-5)
+    assert debug["runs"] == [["loss_fn", R, True], ["replica_step", R, True], ["train_step", M, True]]
+
+
+def test_debuggable_replica_fn_with_a_sync_point_cannot_be_an_island(mirrored: dict[str, Any]) -> None:
+    # TF cannot run a merge_call (here: assigning a MEAN variable) outside the
+    # replica context, which is where an eager island would run it.
+    error = mirrored["loop:debuggable:replica_step"]
+    assert error.startswith(
+        "IslandError: @debuggable function 'custom_loop.<locals>.replica_step' could not be traced to "
+        "learn its outputs, which an eager island needs before it runs (RuntimeError: "
+    )
+    assert "`merge_call` called while defining a new graph or a tf.function." in error
+
+
+def test_debuggable_layer_call_in_keras_fit(mirrored: dict[str, Any]) -> None:
+    graph, debug = mirrored["fit:graph"], mirrored["fit:debuggable:call"]
+    assert debug["losses"] == pytest.approx(graph["losses"], rel=1e-5)
+    # The layer's call runs eagerly every step; what it calls runs eagerly too.
+    assert ["layer_call", "other", True] in debug["runs"]
+    assert ["helper", "other", True] in debug["runs"]
+    assert [r for r in debug["runs"] if r[1] == R and r[2]] == []
+
+
 def test_flag_and_scopes_clean_at_the_end(mirrored: dict[str, Any]) -> None:
     assert mirrored["end"] == {"flag": False, "scopes": 0}
 
@@ -119,8 +158,14 @@ RUNS: list[tuple[str, str, bool]] = []
 
 def note(name: str) -> None:
     import tensorflow as tf
+    from tensorflow.python.distribute import mirrored_run
 
-    RUNS.append((name, threading.current_thread().name, bool(tf.executing_eagerly())))
+    thread = threading.current_thread()
+    if thread is threading.main_thread():
+        kind = M
+    else:
+        kind = R if isinstance(thread, mirrored_run._MirroredReplicaThread) else "other"
+    RUNS.append((name, kind, bool(tf.executing_eagerly())))
 
 
 def collect(fn: Any) -> Record:
@@ -131,8 +176,7 @@ def collect(fn: Any) -> Record:
 
 
 def records() -> Record:
-    seen = {(n, M if t == "MainThread" else R, e) for n, t, e in RUNS}
-    return [list(r) for r in sorted(seen)]
+    return [list(r) for r in sorted(set(RUNS))]
 
 
 def make_data() -> tuple[Any, Any]:
@@ -207,6 +251,9 @@ def scenario_mirrored() -> dict[str, Any]:
         out[f"loop:{mode}"] = custom_loop(strategy, mode)
     for mode in ["graph", "local", "process"]:
         out[f"fit:{mode}"] = keras_fit(strategy, mode)
+    for name in ["loss_fn", "replica_step", "train_step"]:
+        out[f"loop:debuggable:{name}"] = custom_loop(strategy, "graph", debug=name)
+    out["fit:debuggable:call"] = keras_fit(strategy, "graph", debug=True)
     out["end"] = {"flag": tf.config.functions_run_eagerly(), "scopes": len(eagerctl.status().scopes)}
     return out
 
@@ -221,9 +268,17 @@ def scope_for(mode: str) -> Any:
     return eagerctl.eager_scope(process=mode == "process")
 
 
-def custom_loop(strategy: Any, mode: str) -> dict[str, Any]:
-    """Three epochs of two batches: strategy.run inside a tf.function, all_reduce by a MEAN variable."""
+def custom_loop(strategy: Any, mode: str, debug: str = "") -> Any:
+    """Three epochs of two batches: strategy.run inside a tf.function, all_reduce by a MEAN variable.
+
+    `debug` names the function decorated with `@eagerctl.debuggable`, if any.
+    """
     import tensorflow as tf
+
+    import eagerctl
+
+    def maybe_debuggable(fn: Any) -> Any:
+        return eagerctl.debuggable(fn) if fn.__name__ == debug else fn
 
     with strategy.scope():
         w = tf.Variable([[0.5], [-0.3]], aggregation=tf.VariableAggregation.MEAN)
@@ -231,18 +286,21 @@ def custom_loop(strategy: Any, mode: str) -> dict[str, Any]:
     batches = tf.data.Dataset.from_tensor_slices((data, target)).batch(4)
     dist = strategy.experimental_distribute_dataset(batches)
 
+    @maybe_debuggable
     @tf.function
     def loss_fn(xb: Any, yb: Any) -> Any:
         note("loss_fn")
         return tf.reduce_mean((tf.matmul(xb, w) - yb) ** 2)
 
+    @maybe_debuggable
     def replica_step(xb: Any, yb: Any) -> Any:
         note("replica_step")
         with tf.GradientTape() as tape:
             loss = loss_fn(xb, yb)
-        w.assign_sub(0.1 * tape.gradient(loss, w))
+        w.assign_sub(0.1 * tape.gradient(loss, w))  # a MEAN variable: a merge_call, a sync point
         return loss
 
+    @maybe_debuggable
     @tf.function
     def train_step(xb: Any, yb: Any) -> Any:
         note("train_step")
@@ -250,17 +308,22 @@ def custom_loop(strategy: Any, mode: str) -> dict[str, Any]:
 
     losses = []
     RUNS.clear()
-    for _ in range(3):
-        for xb, yb in dist:
-            with scope_for(mode):
-                losses.append(float(train_step(xb, yb)))
+    try:
+        for _ in range(3):
+            for xb, yb in dist:
+                with scope_for(mode):
+                    losses.append(float(train_step(xb, yb)))
+    except eagerctl.EagerctlError as exc:
+        return f"{type(exc).__name__}: {exc}"
     return {"losses": losses, "runs": records(), "w": w.numpy().ravel().tolist()}
 
 
-def keras_fit(strategy: Any, mode: str) -> dict[str, Any]:
-    """`Model.fit` of a model built in `strategy.scope()`, inside a scope."""
+def keras_fit(strategy: Any, mode: str, debug: bool = False) -> dict[str, Any]:
+    """`Model.fit` of a model built in `strategy.scope()`, inside a scope; `debug`: @debuggable call."""
     import numpy as np
     import tensorflow as tf
+
+    import eagerctl
 
     keras = tf.keras
 
@@ -277,6 +340,8 @@ def keras_fit(strategy: Any, mode: str) -> dict[str, Any]:
             note("layer_call")
             return helper(tf.matmul(inputs, self.k))
 
+    if debug:
+        Probe.call = eagerctl.debuggable(Probe.call)
     with strategy.scope():
         model = keras.Sequential([keras.Input(shape=(2,)), Probe()])
         model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
