@@ -25,9 +25,12 @@ How the op is built, at trace time:
    same way, so nested tapes (second order) work: the forward keeps one tape
    per order that some graph asked for.
 
-The tapes of the last `KEEP_CALLS` calls of each island are kept, so persistent
-tapes can ask for the same gradient again; older ones are dropped (an error
-names the island if a gradient of a dropped call is needed).
+Tapes are recorded only once some graph has built a gradient for the op (so
+inference keeps nothing). Per island, the tapes of up to `KEEP_PENDING` runs
+whose gradient has not been computed yet are kept (a loop calling the island
+many times before its backward pass), and of the last `KEEP_DONE` runs whose
+gradient has been computed (a persistent tape may ask again); older ones are
+dropped, and an error names the island if a dropped run's gradient is needed.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ from typing import Any, ClassVar, TypeVar
 from . import _hook
 from ._errors import EagerctlError
 
-KEEP_CALLS = 16
-"""Calls per island whose tapes are kept for gradients (oldest dropped first)."""
+KEEP_PENDING = 1024
+"""Runs per island whose tapes wait for their first gradient (oldest dropped first)."""
+KEEP_DONE = 16
+"""Runs per island whose gradient was computed, kept for persistent tapes."""
 
 _call_ids = itertools.count(1)
 
@@ -156,7 +161,8 @@ class _Island:
         self.name = name
         self.structure = (args, kwargs)
         self.order = 0  # highest gradient order some graph built for this op
-        self.kept: collections.OrderedDict[int, _Entry] = collections.OrderedDict()
+        self.pending: collections.OrderedDict[int, _Entry] = collections.OrderedDict()
+        self.done: collections.OrderedDict[int, _Entry] = collections.OrderedDict()
         self.lock = threading.Lock()
 
     # -- trace time ------------------------------------------------------------
@@ -334,9 +340,9 @@ class _Island:
         from ._scope import Scope
 
         tensors = list(eager_inputs[: len(self.inputs)])
-        tapes = []
-        if self.differentiable:
-            tapes = [tf.GradientTape(persistent=True) for _ in range(max(1, self.order))]
+        # One tape per gradient order some graph has built for this op (none:
+        # nothing will differentiate this run, so nothing is kept alive).
+        tapes = [tf.GradientTape(persistent=True) for _ in range(self.order if self.differentiable else 0)]
         with contextlib.ExitStack() as stack:
             for tape in reversed(tapes):  # outermost first
                 stack.enter_context(tape)
@@ -386,15 +392,19 @@ class _Island:
         import tensorflow as tf
 
         with self.lock:
-            entry = self.kept.get(call_id)
-        if entry is None or not entry.tapes:
+            entry = self.pending.pop(call_id, None)
             if entry is None:
-                why = (f"eagerctl keeps the tapes of the last {KEEP_CALLS} calls of an island, and this "
-                       "call is older; compute gradients before calling the graph that many times again")
-            else:
-                why = ("its forward run recorded fewer tapes than this order of gradient needs (the "
-                       "higher-order gradient graph was built after the forward ran); build all "
-                       "gradients inside one tf.function")
+                entry = self.done.pop(call_id, None)
+            if entry is not None:
+                self.done[call_id] = entry
+                while len(self.done) > KEEP_DONE:
+                    self.done.popitem(last=False)
+        if entry is None:
+            why = (f"eagerctl keeps the tapes of the last {KEEP_PENDING} runs of an island that wait "
+                   f"for a gradient and of the last {KEEP_DONE} whose gradient was computed, and this "
+                   "run is older, or it recorded no tape for this order of gradient because no graph "
+                   "had built that gradient when it ran; compute gradients sooner after the run, in "
+                   "the tf.function that calls the island")
             raise EagerctlError(f"eager island {self.name!r}: the order-{order} gradient of one of its "
                                 f"calls is not available: {why}")
         inner, outer = entry.tapes[0], entry.tapes[1:]
@@ -414,9 +424,9 @@ class _Island:
 
     def _keep(self, call_id: int, entry: _Entry) -> None:
         with self.lock:
-            self.kept[call_id] = entry
-            while len(self.kept) > KEEP_CALLS:
-                self.kept.popitem(last=False)
+            self.pending[call_id] = entry
+            while len(self.pending) > KEEP_PENDING:
+                self.pending.popitem(last=False)
 
 
 def _eager_op(func: Callable[..., Any], inputs: list[Any], tout: list[Any], name: str) -> list[Any]:

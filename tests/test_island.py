@@ -259,8 +259,8 @@ def test_outputs_that_change_shape_at_run_time_are_an_error() -> None:
         f(tf.constant([1.0, 2.0]))
 
 
-def test_gradient_of_a_dropped_call_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_island, "KEEP_CALLS", 1)
+def test_gradient_of_a_dropped_run_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_island, "KEEP_PENDING", 1)
 
     def body(x: Any) -> Any:
         return x * 3.0
@@ -274,8 +274,43 @@ def test_gradient_of_a_dropped_call_is_an_error(monkeypatch: pytest.MonkeyPatch)
     assert float(tape.gradient(second, x)) == 3.0
     with pytest.raises(tf.errors.UnknownError, match=re.escape(
             "eager island 'body': the order-1 gradient of one of its calls is not available: "
-            "eagerctl keeps the tapes of the last 1 calls of an island")):
+            "eagerctl keeps the tapes of the last 1 runs of an island that wait for a gradient and "
+            "of the last 16 whose gradient was computed, and this run is older, or it recorded no "
+            "tape for this order of gradient")):
         tape.gradient(first, x)
+
+
+def test_runs_without_a_gradient_graph_keep_no_tape(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[Any] = []
+    build = _island._Island.build
+
+    def spy(self: Any) -> Any:
+        built.append(self)
+        return build(self)
+
+    monkeypatch.setattr(_island._Island, "build", spy)
+    w = tf.Variable(2.0)
+
+    def body(x: Any) -> Any:
+        return x * w
+
+    predict = tf.function(lambda x: island(body, x))
+    for _ in range(3):
+        predict(tf.constant(1.0))
+
+    @tf.function
+    def train(x: Any) -> Any:
+        with tf.GradientTape() as tape:
+            y = island(body, x)
+        return tape.gradient(y, w)
+
+    for _ in range(3):
+        assert float(train(tf.constant(1.0))) == 1.0
+    inference, training = built
+    assert (len(inference.pending), len(inference.done)) == (0, 0)
+    assert (len(training.pending), len(training.done)) == (0, 3)  # each run's gradient computed
+    assert all(len(entry.tapes) == 1 for entry in training.done.values())
+
 
 
 def test_numpy_while_tracing_gets_a_stand_in_only_in_the_tracing_thread() -> None:
