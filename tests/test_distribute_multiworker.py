@@ -78,9 +78,22 @@ def test_custom_loop_losses_equal_graph_ones(workers: list[dict[str, Any]], inde
         assert eager["runs"] == [["loss_fn", R, True], ["replica_step", R, True], ["train_step", M, True]]
 
 
+@pytest.mark.parametrize("index", [0, 1])
+def test_debuggable_losses_equal_graph_ones(workers: list[dict[str, Any]], index: int) -> None:
+    worker = workers[index]
+    graph = worker["loop:graph"]
+    island = worker["loop:debuggable:loss_fn"]  # called by the replica thread in the compiled step
+    assert island["losses"] == pytest.approx(graph["losses"], rel=1e-5)
+    assert island["runs"] == [["loss_fn", "other", True], ["loss_fn", R, False], ["replica_step", R, False],
+                              ["train_step", M, False]]
+    step = worker["loop:debuggable:train_step"]  # its override reaches the replica thread
+    assert step["losses"] == pytest.approx(graph["losses"], rel=1e-5)
+    assert step["runs"] == [["loss_fn", R, True], ["replica_step", R, True], ["train_step", M, True]]
+
+
 def test_workers_agree(workers: list[dict[str, Any]]) -> None:
     # The loss is reduced over both workers, and the variable is synchronized.
-    for mode in ["graph", "local", "process"]:
+    for mode in ["graph", "local", "process", "debuggable:loss_fn", "debuggable:train_step"]:
         first, second = workers[0][f"loop:{mode}"], workers[1][f"loop:{mode}"]
         assert (first["losses"], first["w"]) == (second["losses"], second["w"])
 
@@ -141,14 +154,20 @@ RUNS: list[tuple[str, str, bool]] = []
 
 
 def note(name: str) -> None:
+    """Record that a function body ran: in which thread kind, and whether eagerly."""
     import tensorflow as tf
+    from tensorflow.python.distribute import mirrored_run
 
-    RUNS.append((name, threading.current_thread().name, bool(tf.executing_eagerly())))
+    thread = threading.current_thread()
+    if thread is threading.main_thread():
+        kind = M
+    else:  # "other": the TF thread that runs an eager island of @debuggable
+        kind = R if isinstance(thread, mirrored_run._MirroredReplicaThread) else "other"
+    RUNS.append((name, kind, bool(tf.executing_eagerly())))
 
 
 def records() -> list[list[Any]]:
-    seen = {(n, M if t == "MainThread" else R, e) for n, t, e in RUNS}
-    return [list(r) for r in sorted(seen)]
+    return [list(r) for r in sorted(set(RUNS))]
 
 
 def scope_for(mode: str) -> Any:
@@ -170,13 +189,20 @@ def worker_data(index: int) -> tuple[Any, Any]:
     return data, data @ np.array([[1.0], [2.0]], dtype="float32")
 
 
-def custom_loop(strategy: Any, index: int, mode: str) -> dict[str, Any]:
+def custom_loop(strategy: Any, index: int, mode: str, debug: str = "") -> dict[str, Any]:
+    """`debug` names the function decorated with `@eagerctl.debuggable`, if any."""
     import tensorflow as tf
+
+    import eagerctl
+
+    def maybe_debuggable(fn: Any) -> Any:
+        return eagerctl.debuggable(fn) if fn.__name__ == debug else fn
 
     with strategy.scope():
         w = tf.Variable([[0.5], [-0.3]], aggregation=tf.VariableAggregation.MEAN)
     data, target = worker_data(index)
 
+    @maybe_debuggable
     @tf.function
     def loss_fn(xb: Any, yb: Any) -> Any:
         note("loss_fn")
@@ -189,6 +215,7 @@ def custom_loop(strategy: Any, index: int, mode: str) -> dict[str, Any]:
         w.assign_sub(0.01 * tape.gradient(loss, w))
         return loss
 
+    @maybe_debuggable
     @tf.function
     def train_step(xb: Any, yb: Any) -> Any:
         note("train_step")
@@ -314,6 +341,8 @@ def worker() -> dict[str, Any]:
     out: dict[str, Any] = {"index": index, "replicas": strategy.num_replicas_in_sync}
     for mode in ["graph", "local", "process"]:
         out[f"loop:{mode}"] = custom_loop(strategy, index, mode)
+    for name in ["loss_fn", "train_step"]:
+        out[f"loop:debuggable:{name}"] = custom_loop(strategy, index, "graph", debug=name)
     out["keras"] = keras_version()
     if out["keras"].startswith("2."):  # see test_keras_fit_losses_equal_graph_ones
         for mode in ["graph", "local", "process"]:
