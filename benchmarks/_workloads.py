@@ -29,7 +29,6 @@ Wrap = Callable[[Callable[..., Any]], Any]
 def _train_step(model: Any, optimizer: Any, loss_fn: Callable[..., Any]) -> Any:
     import tensorflow as tf
 
-    @tf.function
     def step(x: Any, y: Any) -> Any:
         with tf.GradientTape() as tape:
             predictions = model(x, training=True)
@@ -38,7 +37,7 @@ def _train_step(model: Any, optimizer: Any, loss_fn: Callable[..., Any]) -> Any:
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return loss
 
-    return step
+    return tf.function(step)
 
 
 def _loss(keras_loss: Any, wrap: Wrap | None) -> tuple[Callable[..., Any], list[int]]:
@@ -60,7 +59,7 @@ def article(wrap_loss: Wrap | None = None) -> Workload:
     """The source article's Example 3, compiled; `wrap_loss` decorates its loss function."""
     import tensorflow as tf
 
-    class SimpleModel(tf.keras.Model):  # type: ignore[misc,name-defined]
+    class SimpleModel(tf.keras.Model):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.dense = tf.keras.layers.Dense(1)
