@@ -351,6 +351,13 @@ class _Settings:
                 return self.call_eagerly(body, call_args, call_kwargs)
 
             return call_as_island(run, args, kwargs, name=self.label, trace_fn=body, override=False)
+        if self.island and _is_shape_inference(graph):
+            from ._island import numpy_stand_ins
+
+            # Keras learns the output shapes of a layer from a symbolic call: let the
+            # `.numpy()` calls meant for the island's eager runs pass there too.
+            with numpy_stand_ins():
+                return _build_into_graph(body, args, kwargs)
         if not self.warned and not _is_shape_inference(graph):
             self.warned = True
             warnings.warn(self._tracing_message(graph), EagerctlWarning, stacklevel=_user_stacklevel())

@@ -232,7 +232,7 @@ class _Island:
             # Autograph follows the outer function's setting, as a traced body would.
             converted = autograph.tf_convert(self.trace_fn, ag_ctx.control_status_ctx())
             try:
-                with record.VariableWatcher() as watcher, _numpy_placeholders():
+                with record.VariableWatcher() as watcher, numpy_stand_ins():
                     out = converted(*args, **kwargs)
                 out = tf.nest.map_structure(_as_output, out, expand_composites=True)
             except Exception as exc:
@@ -505,7 +505,8 @@ def _placeholder_value(tensor: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _numpy_placeholders() -> Any:
+def numpy_stand_ins() -> Any:
+    """While active, `.numpy()` on a graph tensor in this thread returns a stand-in (see `_TraceValues`)."""
     import tensorflow as tf
     from tensorflow.python.framework import ops
 

@@ -234,3 +234,28 @@ def test_keras_fit_under_mirrored_strategy_with_two_logical_cpus() -> None:
     assert result["eager_runs"] == 16, result
     assert result["ref_eager_runs"] == 0
     assert result["rel_err"] < 1e-5  # eager and graph kernels round differently over 8 steps
+
+
+class Peek(keras.layers.Layer):  # type: ignore[misc]
+    """Calls `.numpy()` unguarded in `call`, as a debugging user does."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seen: list[Any] = []
+
+    @eagerctl.debuggable
+    def call(self, x: Any) -> Any:
+        self.seen.append((bool(tf.executing_eagerly()), x.numpy().shape))
+        return x * 2.0
+
+
+def test_numpy_in_a_layer_call_works_while_keras_builds_and_fit_traces() -> None:
+    layer = Peek()
+    model = keras.Sequential([keras.Input(shape=(3,)), layer, keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", jit_compile=False)
+    built = list(layer.seen)
+    assert built and not any(eager for eager, _ in built)  # symbolic: a stand-in value
+    layer.seen.clear()
+    x = np.ones((8, 3), "float32")
+    model.fit(x, x.sum(axis=1), batch_size=4, epochs=1, verbose=0)
+    assert [s for s in layer.seen if s[0]] == [(True, (4, 3)), (True, (4, 3))]
