@@ -278,6 +278,28 @@ class _Runner:
                 spec.live = False
 
     def _run(self) -> int:
+        problem = self._prepare()
+        if problem is not None:
+            return problem
+        scope = self._scope()
+        if scope is None:
+            status = self._execute()
+        else:
+            try:
+                scope.__enter__()
+            except EagerctlError as exc:
+                print(f"eagerctl run: error: {exc}", file=sys.stderr)
+                return 2
+            try:
+                status = self._execute()
+                if scope.process:
+                    status = _wait_for_threads(status)
+            finally:
+                scope.__exit__(None, None, None)
+        return self._report_unapplied(status)
+
+    def _prepare(self) -> int | None:
+        """Set up what python would, check the target and the specs; an exit status if that fails."""
         # As python does: sys.path[0] is the script's directory, or the
         # current directory for -m (instead of eagerctl's own bin directory).
         if self.script is not None:
@@ -306,9 +328,13 @@ class _Runner:
         if self.specs:
             import wrapt
 
-            for spec in self.specs:
-                if not spec.in_main:
-                    wrapt.register_post_import_hook(spec.apply, spec.module)
+            try:
+                for spec in self.specs:
+                    if not spec.in_main:
+                        # Fires at once (and may fail with SystemExit(2)) if already imported.
+                        wrapt.register_post_import_hook(spec.apply, spec.module)
+            except SystemExit as exc:
+                return _exit_status(exc.code)
         if self.ns.data_debug:
             from . import _hook
 
@@ -320,19 +346,9 @@ class _Runner:
             import tensorflow as tf
 
             tf.data.experimental.enable_debug_mode()
-        scope = self._scope()
-        if scope is None:
-            status = self._execute()
-        else:
-            try:
-                scope.__enter__()
-            except EagerctlError as exc:
-                print(f"eagerctl run: error: {exc}", file=sys.stderr)
-                return 2
-            try:
-                status = self._execute()
-            finally:
-                scope.__exit__(None, None, None)
+        return None
+
+    def _report_unapplied(self, status: int) -> int:
         for spec in self.specs:
             if spec.applied or spec.failed:
                 continue
@@ -462,6 +478,24 @@ class _MainTracer:
         if self.frame is not None:
             self.frame.f_trace = None
             self.frame = None
+
+
+def _wait_for_threads(status: int) -> int:
+    """Join the program's non-daemon threads, as python does before it exits.
+
+    Under --process this happens before the process scope exits, so threads
+    that outlive the program's main code keep the mode they were given.
+    """
+    import threading
+
+    current = threading.current_thread()
+    try:
+        for thread in threading.enumerate():
+            if thread is not current and not thread.daemon:
+                thread.join()
+    except KeyboardInterrupt:
+        return 130
+    return status
 
 
 def _exit_status(code: object, report: bool = False) -> int:

@@ -88,6 +88,22 @@ def test_eager_process_drives_the_flag_for_every_thread(program: Path,
     assert tf.config.functions_run_eagerly() is False  # restored when the program ended
 
 
+def test_process_scope_lasts_until_the_programs_threads_end(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(tmp_path / "late.py", """\
+        import threading, time
+        import tensorflow as tf
+        f = tf.function(lambda x: print("late worker eager:", tf.executing_eagerly()) or x)
+        def late():
+            time.sleep(0.2)  # usually still running when the program's main code has ended
+            f(tf.constant(1))
+        threading.Thread(target=late).start()
+        """)
+    assert main(["run", "--eager", "--process", str(script)]) == 0
+    assert capsys.readouterr().out == "late worker eager: True\n"
+    assert tf.config.functions_run_eagerly() is False
+
+
 def test_graph_wins_over_the_programs_own_global_flag(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     script = write(tmp_path / "sets_flag.py", """\
@@ -313,6 +329,16 @@ def test_debug_target_missing_when_imported_exits_2(tmp_path: Path, helper: str,
     captured = capsys.readouterr()
     assert captured.out == ""  # stopped at the import, before the program went on
     assert captured.err == f"eagerctl run: error: {message.format(h=helper)}\n"
+
+
+def test_debug_target_in_an_already_imported_module_is_checked_at_once(
+        program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "json" in sys.modules
+    assert main(["run", "--debug", "json:no_such_function", str(program)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "eagerctl run: error: --debug json:no_such_function: json has no attribute " \
+                           "'no_such_function'\n"
 
 
 def test_debug_module_that_does_not_exist_exits_2_before_the_program_runs(
