@@ -65,6 +65,13 @@ class Comparison:
             already traced for these arguments); trace_seconds: the time spent.
         graph_output, eager_output: what the compared call returned in each mode.
         variables: names of the variables snapshotted, restored and compared.
+
+    Example::
+
+        result = eagerctl.compare(train_step, x, y)
+        if not result.match:
+            print(result.mismatches)       # ("variables['dense/kernel']",)
+        print(f"eager is {result.slowdown:.0f}x slower")
     """
 
     __slots__ = (

@@ -311,7 +311,14 @@ def run(plot_path: str | None = None, out: TextIO | None = None, err: TextIO | N
         print(f"eagerctl: {PLOT_MISSING}", file=err)
         return 2
     start = time.perf_counter()
-    tf = import_tensorflow_quietly()
+    try:
+        tf = import_tensorflow_quietly()
+    except ImportError as exc:
+        from ._hook import INSTALL_COMMAND
+
+        print(f"eagerctl: the demo needs TensorFlow, which cannot be imported ({exc}); "
+              f"install it with: {INSTALL_COMMAND}", file=err)
+        return 1
     cpu = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     print(f"eagerctl demo: TensorFlow {tf.__version__}, Keras {keras_version(tf)}, "
           f"Python {platform.python_version()}, {cpu}", file=out)
