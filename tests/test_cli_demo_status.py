@@ -138,3 +138,19 @@ def test_python_dash_m_eagerctl_status_is_quiet() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert f"tensorflow       {tf.__version__}\nhook installed   yes\n" in done.stdout
+
+
+def test_without_tensorflow_status_and_demo_say_how_to_install_it(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from eagerctl._hook import INSTALL_COMMAND
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # what a missing TensorFlow looks like to import
+    assert main(["status"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("tensorflow       not importable (import of tensorflow halted; None in sys.modules); "
+                        f"install it with: {INSTALL_COMMAND}")
+    assert main(["demo"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("eagerctl: the demo needs TensorFlow, which cannot be imported (import of "
+                            f"tensorflow halted; None in sys.modules); install it with: {INSTALL_COMMAND}\n")
