@@ -283,8 +283,8 @@ def report(s: Scenario, index: int, total: int, repeat: int, out: TextIO) -> Non
 def plot(scenarios: list[Scenario], path: str) -> None:
     from matplotlib.figure import Figure
 
+    labels = [f"{i + 1}. {s.label}" for i, s in enumerate(scenarios) if s.comparison is not None]
     done = [s for s in scenarios if s.comparison is not None]
-    labels = [f"{i + 1}. {s.label}" for i, s in enumerate(done)]
     graph = [s.comparison.graph_seconds * 1e3 for s in done if s.comparison is not None]
     eager = [s.comparison.eager_seconds * 1e3 for s in done if s.comparison is not None]
     fig = Figure(figsize=(9, 4.8))
@@ -307,9 +307,14 @@ def run(plot_path: str | None = None, out: TextIO | None = None, err: TextIO | N
     """Run the demo; return the exit status."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
-        print(f"eagerctl: {PLOT_MISSING}", file=err)
-        return 2
+    if plot_path is not None:
+        folder = os.path.dirname(os.path.abspath(plot_path))
+        if not os.path.isdir(folder):
+            print(f"eagerctl: demo --plot {plot_path!r}: the folder {folder!r} does not exist", file=err)
+            return 2
+        if importlib.util.find_spec("matplotlib") is None:
+            print(f"eagerctl: {PLOT_MISSING}", file=err)
+            return 2
     start = time.perf_counter()
     try:
         tf = import_tensorflow_quietly()
@@ -345,6 +350,10 @@ def run(plot_path: str | None = None, out: TextIO | None = None, err: TextIO | N
           f"slowing the rest:\n  with eagerctl.eager_scope(): ...   or   @eagerctl.debuggable\n"
           f"(demo took {time.perf_counter() - start:.1f} s)", file=out)
     if plot_path is not None:
-        plot(scenarios, plot_path)
+        try:
+            plot(scenarios, plot_path)
+        except (OSError, ValueError) as exc:  # unwritable path, unknown image format
+            print(f"eagerctl: demo --plot {plot_path!r}: cannot write the plot: {exc}", file=err)
+            return 1
         print(f"plot written to {plot_path}", file=out)
     return 1 if failed else 0

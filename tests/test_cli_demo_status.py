@@ -80,6 +80,16 @@ def test_demo_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path, monkeyp
     assert not png.exists()
 
 
+def test_demo_plot_into_a_missing_folder_is_refused_at_once(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "no" / "such" / "x.png"
+    assert main(["demo", "--plot", str(png)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"eagerctl: demo --plot {str(png)!r}: the folder {str(png.parent)!r} "
+                            "does not exist\n")
+
+
 def test_status_reports_versions_hook_flag_and_active_scopes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status"]) == 0
     lines = capsys.readouterr().out.splitlines()
