@@ -354,3 +354,24 @@ def test_nested_and_ragged_arguments_reach_the_body_rebuilt() -> None:
     assert out.numpy().tolist() == [20.0, 23.0]
     assert (ga.numpy().tolist(), gv.numpy().tolist()) == ([3.0, 3.0], [2.0, 2.0, 2.0])
     assert seen == [(["a", "b"], "RaggedTensor", [2, 1], 3.0)]
+
+
+def test_islands_in_while_loop_and_cond_match_compiled_gradients() -> None:
+    v = tf.Variable(1.1)
+
+    def step(y: Any) -> Any:
+        return y * v + 0.5
+
+    def make(fn: Any) -> Any:
+        @tf.function
+        def f(x: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.while_loop(lambda i, y: i < 5, lambda i, y: (i + 1, fn(y)), (0, x))[1]
+                z = tf.cond(x > 0, lambda: fn(y), lambda: y)
+            return z, tape.gradient(z, [x, v])
+
+        return f
+
+    x = tf.constant(0.7)
+    assert_close(make(lambda y: island(step, y))(x), make(step)(x))
