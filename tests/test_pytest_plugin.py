@@ -199,10 +199,14 @@ def test_session_option_eager(tfdir: pytest.Pytester) -> None:
         """
         import pytest
         import tensorflow as tf
+        from conftest import make_probe
+
+        AT_COLLECTION = make_probe()()  # module-level code runs at collection
 
         def test_everything_eager(probe, tf_mode, mode_in_thread):
             assert (probe(), tf_mode, tf.config.functions_run_eagerly()) == ("eager", "eager", True)
             assert mode_in_thread(probe) == "eager"
+            assert AT_COLLECTION == "eager"
 
         @pytest.mark.tf_graph
         def test_marker_wins(probe, tf_mode, mode_in_thread):
