@@ -329,13 +329,14 @@ class _Settings:
                             kwargs: dict[str, Any]) -> Any:
         """The call happens while a graph is being built (an outer `tf.function` is traced).
 
-        The body cannot run eagerly by itself here: it becomes part of the graph,
-        converted by AutoGraph exactly as the undecorated function would be, and
-        this warns once per decorated function. Keras's shape-inference graphs
-        (a layer's `call` run symbolically to learn output shapes) get the body
-        silently, as without the decorator. This method is the one hook point for
-        running the body as an eager island inside the graph instead;
-        `call_eagerly(body, args, kwargs)` is the eager call to put there.
+        The one place that decides what such a call does. The body cannot run
+        eagerly by itself here. `island=True`: the graph gets an eager island
+        that runs `call_eagerly(body, args, kwargs)` each time it runs.
+        `island=False` (and TF1-style graphs): the body becomes part of the
+        graph, converted by AutoGraph exactly as the undecorated function would
+        be, and this warns once per decorated function. Keras's shape-inference
+        graphs (a layer's `call` run symbolically to learn output shapes) get the
+        body silently, as without the decorator.
         """
         from tensorflow.python.framework import ops
 

@@ -147,3 +147,16 @@ def test_a_tf_that_cannot_be_hooked_raises_at_call_time_not_at_decoration() -> N
         "scopes and @debuggable cannot work with it; use eager_scope(process=True), which drives TF's "
         "global flag, or install TensorFlow 2.13 to 2.21"
     )
+
+
+def test_uninstalling_the_hook_during_a_call_is_refused() -> None:
+    @eagerctl.debuggable
+    def body() -> str:
+        with pytest.raises(eagerctl.EagerctlError) as info:
+            eagerctl.uninstall_hook()
+        return str(info.value)
+
+    assert body() == (
+        "cannot uninstall eagerctl's hook while 1 local scope(s) are active: they would silently stop "
+        "working; exit them first (see eagerctl.status())"
+    )
