@@ -64,13 +64,6 @@ def _not_converted(fn: F) -> F:
     return fn
 
 
-def tracing_graph() -> bool:
-    """Whether TensorFlow is tracing a graph here (inside a `tf.function` body)."""
-    from tensorflow.python.eager import context
-
-    return not context.executing_eagerly()
-
-
 @_not_converted
 def call_as_island(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], *, name: str,
                    trace_fn: Callable[..., Any] | None = None, override: bool = True) -> Any:
