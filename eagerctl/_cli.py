@@ -9,11 +9,11 @@ and `tf.data` debug mode on, without changing a line of the program.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import runpy
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from types import ModuleType, TracebackType
@@ -206,11 +206,7 @@ class _DebugSpec:
         return self.module == "__main__"
 
     def check_module(self) -> None:
-        try:
-            found = importlib.util.find_spec(self.module) is not None
-        except (ImportError, ValueError):  # a parent package is missing
-            found = False
-        if not found:
+        if not _module_exists(self.module):
             raise _UsageError(f"--debug {self.text}: no module named {self.module!r} (searched sys.path, "
                               "which starts with the program's directory)")
 
@@ -281,21 +277,25 @@ class _Runner:
         problem = self._prepare()
         if problem is not None:
             return problem
-        scope = self._scope()
-        if scope is None:
+        setup = _TensorFlowSetup(self._scope(), self.ns.data_debug)
+        if not setup.needed:
+            return self._report_unapplied(self._execute())
+        import wrapt
+
+        try:
+            # Done when the program imports TensorFlow (at once if it is already
+            # imported), so settings the program makes before its import
+            # (TF_CPP_MIN_LOG_LEVEL, TF_ENABLE_ONEDNN_OPTS, ...) still apply.
+            wrapt.register_post_import_hook(setup.on_import, "tensorflow")
+        except SystemExit as exc:
+            setup.finish()
+            return _exit_status(exc.code)
+        try:
             status = self._execute()
-        else:
-            try:
-                scope.__enter__()
-            except EagerctlError as exc:
-                print(f"eagerctl run: error: {exc}", file=sys.stderr)
-                return 2
-            try:
-                status = self._execute()
-                if scope.process:
-                    status = _wait_for_threads(status)
-            finally:
-                scope.__exit__(None, None, None)
+            if setup.scope is not None and setup.scope.process:
+                status = _wait_for_threads(status)
+        finally:
+            setup.finish()
         return self._report_unapplied(status)
 
     def _prepare(self) -> int | None:
@@ -315,7 +315,7 @@ class _Runner:
             sys.path[0] = path0
         else:
             sys.path.insert(0, path0)
-        if self.module is not None and not self._module_exists(self.module):
+        if self.module is not None and not _module_exists(self.module):
             print(f"eagerctl run: no module named {self.module!r}", file=sys.stderr)
             return 1
         try:
@@ -335,17 +335,6 @@ class _Runner:
                         wrapt.register_post_import_hook(spec.apply, spec.module)
             except SystemExit as exc:
                 return _exit_status(exc.code)
-        if self.ns.data_debug:
-            from . import _hook
-
-            try:
-                _hook.load()
-            except EagerctlError as exc:
-                print(f"eagerctl run: error: --data-debug: {exc}", file=sys.stderr)
-                return 2
-            import tensorflow as tf
-
-            tf.data.experimental.enable_debug_mode()
         return None
 
     def _report_unapplied(self, status: int) -> int:
@@ -365,13 +354,6 @@ class _Runner:
                 print(f"eagerctl run: warning: --debug {spec.text} was never applied: the program did not "
                       f"import {spec.module}{self._main_hint(spec)}", file=sys.stderr)
         return status
-
-    @staticmethod
-    def _module_exists(name: str) -> bool:
-        try:
-            return importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            return False
 
     def _scope(self) -> Any:
         from ._scope import eager_scope, graph_scope
@@ -421,6 +403,99 @@ class _Runner:
             _report(exc)
             return 130 if isinstance(exc, KeyboardInterrupt) else 1
         return 0
+
+
+class _TensorFlowSetup:
+    """What `eagerctl run` does to TensorFlow, done by a post-import hook on it.
+
+    The mode scope (--eager/--graph) and tf.data debug mode are set up right
+    after the program's own `import tensorflow`, in the thread that imports
+    it. A local scope is entered only if that is the thread that runs the
+    program (it always is, unless the program imports TensorFlow first in a
+    thread of its own; then a warning says to use --process).
+    """
+
+    def __init__(self, scope: Any, data_debug: bool) -> None:
+        self.scope = scope
+        self.data_debug = data_debug
+        self.thread = threading.current_thread()
+        self.live = True
+        self.entered = False
+
+    @property
+    def needed(self) -> bool:
+        return self.scope is not None or self.data_debug
+
+    def on_import(self, tf: ModuleType) -> None:
+        if not self.live:
+            return
+        self.live = False
+        if self.data_debug:
+            tf.data.experimental.enable_debug_mode()
+        if self.scope is None:
+            return
+        if not self.scope.process and threading.current_thread() is not self.thread:
+            print(f"eagerctl run: warning: the program imported TensorFlow first in thread "
+                  f"{threading.current_thread().name!r}, so {self.scope!r} could not be set for its main "
+                  "thread; use --process", file=sys.stderr)
+            return
+        try:
+            self.scope.__enter__()
+        except EagerctlError as exc:
+            print(f"eagerctl run: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        self.entered = True
+
+    def finish(self) -> None:
+        self.live = False
+        if self.entered:
+            self.entered = False
+            try:
+                self.scope.__exit__(None, None, None)
+            except EagerctlError as exc:  # entered in a context the program then left (an asyncio task)
+                print(f"eagerctl run: warning: {exc}", file=sys.stderr)
+
+
+def _module_exists(name: str) -> bool:
+    """Whether module `name` can be found, without importing it or its parent packages.
+
+    `importlib.util.find_spec("pkg.mod")` would import `pkg`, running its code
+    (often an `import tensorflow`) before the program starts.
+    """
+    parts = name.split(".")
+    path: list[str] | None = None
+    for i in range(len(parts)):
+        full = ".".join(parts[: i + 1])
+        module = sys.modules.get(full)
+        if module is not None:
+            locations = getattr(module, "__path__", None)
+        else:
+            spec = _find_spec(full, path)
+            if spec is None:
+                return False
+            locations = spec.submodule_search_locations
+        if i < len(parts) - 1:
+            if locations is None:  # not a package: it has no submodules
+                return False
+            path = list(locations)
+    return True
+
+
+def _find_spec(fullname: str, path: list[str] | None) -> Any:
+    for finder in sys.meta_path:
+        # wrapt's post-import finder only delegates, through importlib.util.find_spec (which imports parents).
+        if type(finder).__module__.startswith("wrapt"):
+            continue
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            spec = find_spec(fullname, path)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None:
+            return spec
+    return None
 
 
 class _Globals:
@@ -486,8 +561,6 @@ def _wait_for_threads(status: int) -> int:
     Under --process this happens before the process scope exits, so threads
     that outlive the program's main code keep the mode they were given.
     """
-    import threading
-
     current = threading.current_thread()
     try:
         for thread in threading.enumerate():

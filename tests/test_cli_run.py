@@ -341,6 +341,22 @@ def test_debug_target_in_an_already_imported_module_is_checked_at_once(
                            "'no_such_function'\n"
 
 
+def test_debug_spec_check_does_not_import_the_package(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    package = f"clipkg_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    write(tmp_path / package / "__init__.py", "print('package code ran')\n")
+    write(tmp_path / package / "train.py", "def step():\n    pass\n")
+    script = write(tmp_path / "noimport.py", "print('program ran')\n")
+    assert main(["run", "--debug", f"{package}.train:step", str(script)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "program ran\n"  # found on disk, never imported: its code did not run
+    assert package not in sys.modules
+    assert main(["run", "--debug", f"{package}.nope:step", str(script)]) == 2
+    assert capsys.readouterr().err.startswith(f"eagerctl run: error: --debug {package}.nope:step: no module "
+                                              f"named '{package}.nope'")
+
+
 def test_debug_module_that_does_not_exist_exits_2_before_the_program_runs(
         program: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--debug", "no_such_mod_xq.sub:f", str(program)]) == 2
@@ -385,9 +401,10 @@ def test_no_program_and_bad_targets(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_python_dash_m_eagerctl_with_data_debug(tmp_path: Path) -> None:
-    """One real process: `python -m eagerctl`, tf.data debug mode on before the program starts."""
+    """One real process: `python -m eagerctl`; TensorFlow is set up when the program imports it."""
     script = write(tmp_path / "data.py", """\
         import sys
+        print("tensorflow imported before the program:", "tensorflow" in sys.modules)
         import tensorflow as tf
         seen = []
         def double(x):
@@ -395,11 +412,19 @@ def test_python_dash_m_eagerctl_with_data_debug(tmp_path: Path) -> None:
             return x * 2
         values = [int(v) for v in tf.data.Dataset.range(3).map(double)]
         print(values, seen)
+        step = tf.function(lambda x: print("tf.function body eager:", tf.executing_eagerly()) or x)
+        step(tf.constant(1))
         sys.exit(5)
         """)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-m", "eagerctl", "run", "--data-debug", str(script)],
+    done = subprocess.run([sys.executable, "-m", "eagerctl", "run", "--eager", "--data-debug", str(script)],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 5, done.stderr
-    # Traced once to build the dataset, then run eagerly on each element.
-    assert done.stdout == "[0, 2, 4] [False, True, True, True]\n"
+    assert done.stdout == (
+        # eagerctl did not import TensorFlow ahead of the program (its own settings still apply)...
+        "tensorflow imported before the program: False\n"
+        # ...tf.data's map function: traced once to build the dataset, then eager on each element...
+        "[0, 2, 4] [False, True, True, True]\n"
+        # ...and --eager is in force from the program's import on.
+        "tf.function body eager: True\n"
+    )
