@@ -29,7 +29,6 @@ from collections.abc import Generator
 from typing import Literal
 
 import pytest
-from _pytest.nodes import Node
 
 from . import _hook
 from ._errors import EagerctlError
@@ -102,23 +101,22 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 # -- markers -------------------------------------------------------------------
 
 
-def _nearest_markers(item: pytest.Item) -> tuple[Node | None, list[str]]:
-    """The nearest node (function, then class, then module...) with eagerctl markers, and their names."""
+def _nearest_markers(item: pytest.Item) -> tuple[str, list[str]]:
+    """The nearest node (function, then class, then module...) with eagerctl markers: (its id, names)."""
     for level in reversed(item.listchain()):
         names = sorted({m.name for m in level.own_markers if m.name in MARKERS})
         if names:
-            return level, names
-    return None, []
+            return level.nodeid or level.name, names
+    return "", []
 
 
 def _marker_mode(item: pytest.Item) -> Mode | None:
     """The mode the nearest eagerctl marker forces; None for tf_both_modes or no marker."""
-    level, names = _nearest_markers(item)
+    where, names = _nearest_markers(item)
     if len(names) > 1:
-        assert level is not None
         pytest.fail(
             f"{item.nodeid}: markers {', '.join(names)} exclude each other "
-            f"(both on {level.nodeid or level.name!r}); keep one of them",
+            f"(both on {where!r}); keep one of them",
             pytrace=False,
         )
     return MARKERS[names[0]] if names else None

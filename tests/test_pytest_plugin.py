@@ -150,6 +150,33 @@ def test_marker_scope_covers_fixture_setup_and_teardown(tfdir: pytest.Pytester) 
     run(tfdir).assert_outcomes(passed=2)
 
 
+def test_marker_scope_exits_when_setup_fails_or_the_test_is_skipped(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(
+        """
+        import pytest
+        import eagerctl
+
+        @pytest.fixture
+        def broken():
+            raise ValueError("setup broke")
+
+        @pytest.mark.tf_eager
+        def test_setup_fails(broken):
+            pass
+
+        @pytest.mark.tf_eager
+        @pytest.mark.skip(reason="skipped")
+        def test_skipped():
+            pass
+
+        def test_after(probe):
+            assert probe() == "graph"
+            assert eagerctl.status().scopes == ()
+        """
+    )
+    run(tfdir).assert_outcomes(passed=1, errors=1, skipped=1)
+
+
 def test_both_modes_runs_twice_with_ids(tfdir: pytest.Pytester) -> None:
     tfdir.makepyfile(
         """
