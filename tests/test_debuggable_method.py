@@ -83,3 +83,21 @@ def test_undecorated_instances_of_other_classes_are_unaffected() -> None:
     Counter(0.0).add(tf.constant(1.0))
     p.add(tf.constant(1.0))
     assert p.add.experimental_get_tracing_count() == 1
+
+
+def test_a_module_with_a_decorated_method_saves_and_loads(tmp_path: Any) -> None:
+    class Scaler(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.factor = tf.Variable(2.0)
+
+        @eagerctl.debuggable
+        @tf.function(input_signature=[tf.TensorSpec([], tf.float32)])
+        def scale(self, x: Any) -> Any:
+            return self.factor * x
+
+    module = Scaler()
+    assert float(module.scale(tf.constant(3.0))) == 6.0  # eager, not traced
+    tf.saved_model.save(module, str(tmp_path))  # traces the signature for the SavedModel
+    restored = tf.saved_model.load(str(tmp_path))
+    assert float(restored.scale(tf.constant(4.0))) == 8.0
