@@ -379,6 +379,8 @@ class _Runner:
             print("eagerctl run: error: --debug __main__:... needs sys.settrace, and a debugger or coverage "
                   "tool already uses it here; move the function into a module, or decorate it with "
                   "@eagerctl.debuggable", file=sys.stderr)
+            for spec in main_specs:
+                spec.failed = True
             return 2
         tracer = _MainTracer(main_specs)
         sys.settrace(tracer.on_call)

@@ -291,6 +291,29 @@ def test_debug_main_name_never_defined_or_not_callable_exits_2(tmp_path: Path,
     assert sys.gettrace() is None
 
 
+def test_debug_main_refuses_to_replace_another_tracer(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(tmp_path / "train.py", MAIN_PROGRAM)
+
+    def other_tracer(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    sys.settrace(other_tracer)  # what a debugger or coverage.py would have installed
+    try:
+        status = main(["run", "--debug", "__main__:step", str(script)])
+        tracer_after = sys.gettrace()
+    finally:
+        sys.settrace(None)
+    assert status == 2
+    assert tracer_after is other_tracer
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "eagerctl run: error: --debug __main__:... needs sys.settrace, and a debugger or coverage tool "
+        "already uses it here; move the function into a module, or decorate it with @eagerctl.debuggable\n"
+    )
+
+
 def test_debug_naming_the_script_as_a_module_says_to_use_main(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     script = write(tmp_path / "train.py", MAIN_PROGRAM)
