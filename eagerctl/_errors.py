@@ -10,6 +10,10 @@ class EagerctlError(RuntimeError):
     keep working. Wrong *types* raise plain `TypeError` instead.
     """
 
+    # AutoGraph re-raises exceptions from converted code as its own StagingError
+    # unless they carry this attribute; eagerctl's errors must reach the user as they are.
+    ag_pass_through = True
+
 
 class EagerctlWarning(UserWarning):
     """Something eagerctl was asked to do cannot take full effect.
