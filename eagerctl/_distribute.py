@@ -30,8 +30,11 @@ Small patches of TensorFlow's distribution code, all reversible:
    path), `EagerctlError` says so instead of TF's bare error, naming the scope,
    where it was entered, and the fix.
 
-Nothing here imports TensorFlow: the patches apply when TF's modules are
-imported (`import tensorflow` imports both).
+Nothing here imports TensorFlow. `install()` patches the three TF modules if
+they are imported (`import tensorflow` imports them all) and `uninstall()`
+restores TF's originals; they are meant to be called when eagerctl's hook is
+installed and uninstalled. `register_import_hook()` patches each module when
+it is imported instead.
 """
 
 from __future__ import annotations
@@ -142,7 +145,11 @@ def _install_module(name: str, module: ModuleType | None) -> bool:
     with _lock:
         if any(key[0] is cls for key in _originals):
             return True
-        for attr, wrapper in make(cls).items():
+    wrappers = make(cls)  # outside the lock: it imports
+    with _lock:
+        if any(key[0] is cls for key in _originals):
+            return True  # another thread patched it meanwhile
+        for attr, wrapper in wrappers.items():
             _originals[(cls, attr)] = cls.__dict__[attr]
             setattr(cls, attr, wrapper)
     return True
