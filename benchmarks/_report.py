@@ -140,7 +140,8 @@ def plot(path: str, m: dict[str, Any], rows: list[Row], steps: list[StepResult])
     targeted = [r for r in rows if r.bound is not None and r.ratio is not None]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.25, 1]})
 
-    labels = [r.figure.replace("`", "") for r in targeted][::-1]
+    suffix = {"threads": "\n(throughput ratio)", "memory": "\n(retained / 64 KiB)"}
+    labels = [r.figure.replace("`", "") + suffix.get(r.key, "") for r in targeted][::-1]
     values = [r.ratio for r in targeted][::-1]
     colors = ["#2b8a3e" if r.met else "#c92a2a" for r in targeted][::-1]
     ys = range(len(targeted))
@@ -149,7 +150,7 @@ def plot(path: str, m: dict[str, Any], rows: list[Row], steps: list[StepResult])
         marker = "<" if r.kind == "max" else ">"
         left.plot([r.bound], [y], marker=marker, color="black", markersize=9, linestyle="none")
         left.plot([r.bound, r.bound], [y - 0.38, y + 0.38], color="black", linewidth=1.5)
-        left.text(max(r.ratio or 0, r.bound or 0) * 1.02 + 0.02, y, f"{r.ratio:.2f}", va="center", fontsize=8)
+        left.text(max(r.ratio or 0, r.bound or 0) + 0.06, y, f"{r.ratio:.2f}", va="center", fontsize=8)
     left.set_yticks(list(ys), labels, fontsize=8)
     left.set_xlabel("ratio to the anchor (bar); target (black mark: < at most, > at least)")
     left.set_title("eagerctl against its anchors (green: target met)", fontsize=10)
