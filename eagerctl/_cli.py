@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="eagerctl run", usage=RUN_USAGE,
+        prog="eagerctl run", usage=RUN_USAGE, allow_abbrev=False,
         description="Run a Python program unchanged, the way `python SCRIPT` or `python -m MODULE` would, "
                     "with tf.function calls forced eager or compiled.",
         epilog="Everything after SCRIPT (or -m MODULE) is passed to the program as sys.argv[1:].",

@@ -421,6 +421,9 @@ def test_no_program_and_bad_targets(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert capsys.readouterr().err == "eagerctl run: no module named 'no_such_module_zz'\n"
     assert main(["run", "--eager", "--graph", str(missing)]) == 2
     assert "argument --graph: not allowed with argument --eager" in capsys.readouterr().err
+    # No abbreviations: `--deb x` would otherwise take x as the program.
+    assert main(["run", "--deb", "mod:fn", str(missing)]) == 2
+    assert capsys.readouterr().err.endswith("eagerctl run: error: unrecognized arguments: --deb\n")
 
 
 def test_python_dash_m_eagerctl_with_data_debug(tmp_path: Path) -> None:
