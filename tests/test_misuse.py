@@ -229,3 +229,15 @@ def test_decorating_a_classmethod_object_says_where_to_put_the_decorator() -> No
         f"graph_scope() cannot decorate {cm!r} directly: put @graph_scope(...) below @classmethod, "
         "next to the function"
     )
+
+
+def test_errors_raised_in_autograph_converted_code_keep_their_type() -> None:
+    scope = eagerctl.eager_scope()
+
+    @tf.function  # autograph on: it would re-raise other errors as a StagingError
+    def misuses(x: tf.Tensor) -> tf.Tensor:
+        scope.__exit__(None, None, None)
+        return x
+
+    with pytest.raises(EagerctlError, match=re.escape("(it was never entered)")):
+        misuses(tf.constant(1))
