@@ -24,6 +24,7 @@ import os
 import pdb
 import re
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -46,6 +47,7 @@ _ON = frozenset({"", "1", "true", "yes", "on"})
 logger = logging.getLogger("eagerctl")
 
 _getframe = sys._getframe
+_WARNED_LOCK = threading.Lock()
 
 _FUNCTION_MODULE = _hook.FUNCTION_MODULE
 _SUPPORTED = (
@@ -360,8 +362,10 @@ class _Settings:
             with numpy_stand_ins():
                 return _build_into_graph(body, args, kwargs)
         if not self.warned and not _is_shape_inference(graph):
-            self.warned = True
-            warnings.warn(self._tracing_message(graph), EagerctlWarning, stacklevel=_user_stacklevel())
+            with _WARNED_LOCK:  # two threads tracing at once still warn once
+                first, self.warned = not self.warned, True
+            if first:
+                warnings.warn(self._tracing_message(graph), EagerctlWarning, stacklevel=_user_stacklevel())
         return _build_into_graph(body, args, kwargs)
 
     def _tracing_message(self, graph: Any) -> str:

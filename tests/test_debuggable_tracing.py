@@ -164,3 +164,42 @@ def test_the_tracing_path_is_one_replaceable_method(monkeypatch: pytest.MonkeyPa
     ((label, args, kwargs),) = calls
     assert label == "test_the_tracing_path_is_one_replaceable_method.<locals>.inner"
     assert len(args) == 1 and kwargs == {"k": 3}
+
+
+def test_two_threads_tracing_at_once_warn_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from eagerctl import _debuggable
+
+    barrier = threading.Barrier(2, timeout=30)
+    original = _debuggable._is_shape_inference
+
+    def both_past_the_first_check(graph: Any) -> bool:
+        barrier.wait()  # both threads have seen "not warned yet" before either goes on
+        return original(graph)
+
+    monkeypatch.setattr(_debuggable, "_is_shape_inference", both_past_the_first_check)
+
+    @eagerctl.debuggable(island=False)
+    def inner(x: Any) -> Any:
+        return x + 1
+
+    def make_outer() -> Any:
+        @tf.function
+        def outer(x: Any) -> Any:
+            return inner(x)
+
+        return outer
+
+    outers = [make_outer(), make_outer()]
+    results: list[int] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=lambda f=f: results.append(int(f(tf.constant(1)))))
+                   for f in outers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert results == [2, 2]
+    assert len([w for w in caught if w.category is EagerctlWarning]) == 1
