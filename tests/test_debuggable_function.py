@@ -160,3 +160,27 @@ def test_uninstalling_the_hook_during_a_call_is_refused() -> None:
         "cannot uninstall eagerctl's hook while 1 local scope(s) are active: they would silently stop "
         "working; exit them first (see eagerctl.status())"
     )
+
+
+def test_decorating_does_not_import_tensorflow_the_first_call_does() -> None:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    code = """
+        import json, sys
+        import eagerctl
+
+        @eagerctl.debuggable
+        def f():
+            import tensorflow as tf
+            return tf.executing_eagerly()
+
+        @eagerctl.debuggable(enabled=False)
+        def g():
+            return 1
+
+        before = "tensorflow" in sys.modules
+        print(json.dumps({"before": before, "eager": f(), "after": "tensorflow" in sys.modules}))
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"before": False, "eager": True, "after": True}
