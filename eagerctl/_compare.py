@@ -372,49 +372,56 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+class _Composite:
+    """A RaggedTensor, SparseTensor or other composite tensor, compared by its component tensors."""
+
+    __slots__ = ("kind", "parts", "shape")
+
+    def __init__(self, kind: str, shape: str, parts: tuple[Any, ...]) -> None:
+        self.kind = kind
+        self.shape = shape
+        self.parts = parts
+
+
 def _to_numpy(value: Any, np: Any) -> Any:
     if value is None or isinstance(value, (str, bytes)):
         return value
+    import tensorflow as tf
+
+    if isinstance(value, tf.Tensor):
+        return np.array(value.numpy(), copy=True)
+    if hasattr(value, "_type_spec"):
+        # RaggedTensor.numpy() gives an object array of rows, which numpy cannot compare.
+        try:
+            parts = tf.nest.flatten(value, expand_composites=True)
+        except (TypeError, ValueError):
+            parts = None
+        if parts is not None:
+            shape = getattr(value, "shape", None)
+            return _Composite(type(value).__name__, str(tuple(shape)) if shape is not None else "-",
+                              tuple(np.array(part.numpy(), copy=True) for part in parts))
     to_numpy = getattr(value, "numpy", None)
     if callable(to_numpy):
-        try:
-            return np.array(to_numpy(), copy=True)
-        except Exception:  # noqa: BLE001 - composite tensors have no .numpy(); fall through
-            pass
-    components = _composite_components(value)
-    if components is not None:
-        return tuple(np.array(c.numpy(), copy=True) for c in components)
+        return np.array(to_numpy(), copy=True)
     if isinstance(value, (bool, int, float, complex, np.ndarray, np.generic)):
         return np.array(value, copy=True)
     return value
 
 
-def _composite_components(value: Any) -> list[Any] | None:
-    # RaggedTensor, SparseTensor and other composites: compare their component tensors.
-    if not hasattr(value, "_type_spec"):
-        return None
-    import tensorflow as tf
-
-    try:
-        return list(tf.nest.flatten(value, expand_composites=True))
-    except Exception:  # noqa: BLE001 - not a composite after all
-        return None
-
-
 def _describe(value: Any, np: Any) -> tuple[str, str]:
     if isinstance(value, np.ndarray):
         return str(tuple(value.shape)), str(value.dtype)
-    if isinstance(value, tuple):
-        return f"{len(value)} parts", "composite"
+    if isinstance(value, _Composite):
+        return value.shape, value.kind
     return "-", type(value).__name__
 
 
-def _diff_composite(a: tuple[Any, ...], b: tuple[Any, ...], rtol: float, atol: float,
+def _diff_composite(a: _Composite, b: _Composite, rtol: float, atol: float,
                     np: Any) -> tuple[float, bool, str]:
-    if len(a) != len(b):
-        return math.inf, False, "composite structure differs"
+    if a.kind != b.kind or len(a.parts) != len(b.parts):
+        return math.inf, False, f"{a.kind} with {len(a.parts)} parts != {b.kind} with {len(b.parts)} parts"
     worst, ok, note = 0.0, True, ""
-    for x, y in zip(a, b, strict=True):
+    for x, y in zip(a.parts, b.parts, strict=True):
         d, same, n = _diff(x, y, rtol, atol, np)
         worst, ok, note = max(worst, d), ok and same, note or n
     return worst, ok, note
@@ -422,7 +429,7 @@ def _diff_composite(a: tuple[Any, ...], b: tuple[Any, ...], rtol: float, atol: f
 
 def _diff(a: Any, b: Any, rtol: float, atol: float, np: Any) -> tuple[float, bool, str]:  # noqa: PLR0911
     """(max |a - b|, within tolerance, note) for two leaves."""
-    if isinstance(a, tuple) and isinstance(b, tuple):
+    if isinstance(a, _Composite) and isinstance(b, _Composite):
         return _diff_composite(a, b, rtol, atol, np)
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
         try:

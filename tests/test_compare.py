@@ -159,6 +159,24 @@ def test_a_variable_passed_as_an_argument_is_snapshotted_and_restored() -> None:
     np.testing.assert_array_equal(v.numpy(), [1.0, 2.0])
 
 
+def test_ragged_and_sparse_outputs_are_compared_by_their_components() -> None:
+    ragged = tf.ragged.constant([[1.0, 2.0], [3.0]])
+    sparse = tf.sparse.from_dense(tf.constant([[0.0, 1.0], [2.0, 0.0]]))
+
+    def both(r: Any, s: Any) -> Any:
+        # A Python-level branch makes the sparse values differ by 0.5 in eager mode only.
+        shift = 0.5 if tf.executing_eagerly() else 0.0
+        return {"ragged": r * 2.0, "sparse": tf.sparse.map_values(tf.add, s, shift)}
+
+    result = compare(both, ragged, sparse, repeat=1)
+    rows = {row.path: row for row in result.rows}
+    assert (rows["output['ragged']"].shape, rows["output['ragged']"].dtype) == ("(2, None)", "RaggedTensor")
+    assert rows["output['ragged']"].match is True
+    assert (rows["output['sparse']"].shape, rows["output['sparse']"].dtype) == ("(2, 2)", "SparseTensor")
+    assert result.mismatches == ("output['sparse']",)
+    assert result.max_abs_diff == 0.5
+
+
 def test_nan_in_the_same_place_in_both_modes_matches() -> None:
     result = compare(tf.math.log, tf.constant([-1.0, 1.0]), repeat=1)
     assert result.match is True
