@@ -102,8 +102,11 @@ def test_workers_agree(workers: list[dict[str, Any]]) -> None:
 def test_keras_fit_losses_equal_graph_ones(workers: list[dict[str, Any]], index: int) -> None:
     worker = workers[index]
     if not worker["keras"].startswith("2."):
-        pytest.skip(f"Keras {worker['keras']}: Model.fit under MultiWorkerMirroredStrategy fails here even "
-                    "compiled, without eagerctl (ValueError: Attempt to convert a value (PerReplica...))")
+        # Keras 3's fit first reduces the (x, y) batch with strategy.reduce
+        # (Trainer._maybe_symbolic_build), which this strategy cannot do.
+        pytest.skip(f"Keras {worker['keras']}: Model.fit under MultiWorkerMirroredStrategy fails before "
+                    "training, compiled and without eagerctl (ValueError: Attempt to convert a value "
+                    "(PerReplica...)); tested with tf.keras 2 on TF 2.13")
     graph = worker["fit:graph"]
     assert len(graph["losses"]) == 3
     assert [r for r in graph["runs"] if r[1] == R] == [["helper", R, False], ["layer_call", R, False]]
