@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,15 @@ def test_debug_makes_named_functions_and_methods_debuggable_on_import(
     assert seen["other"] == [False]                # untouched: traced once, compiled
 
 
+@pytest.fixture
+def no_tracer() -> Iterator[None]:
+    """`--debug __main__:...` needs sys.settrace; lend it these tests under a coverage tool too."""
+    saved = sys.gettrace()
+    sys.settrace(None)
+    yield
+    sys.settrace(saved)
+
+
 MAIN_PROGRAM = """\
 import json, sys
 import tensorflow as tf
@@ -264,7 +274,7 @@ if __name__ == "__main__":
 
 
 def test_debug_main_wraps_the_programs_own_functions_as_it_defines_them(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        no_tracer: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = write(tmp_path / "train.py", MAIN_PROGRAM)
     assert main(["run", "--debug", "__main__:step", "--debug", "__main__:Model.train_step", str(script)]) == 0
     seen = report(capsys)
@@ -275,7 +285,7 @@ def test_debug_main_wraps_the_programs_own_functions_as_it_defines_them(
     assert sys.gettrace() is None
 
 
-def test_debug_main_name_never_defined_or_not_callable_exits_2(tmp_path: Path,
+def test_debug_main_name_never_defined_or_not_callable_exits_2(no_tracer: None, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     script = write(tmp_path / "train.py", MAIN_PROGRAM)
     assert main(["run", "--debug", "__main__:nope", str(script)]) == 2
@@ -291,7 +301,7 @@ def test_debug_main_name_never_defined_or_not_callable_exits_2(tmp_path: Path,
     assert sys.gettrace() is None
 
 
-def test_debug_main_refuses_to_replace_another_tracer(tmp_path: Path,
+def test_debug_main_refuses_to_replace_another_tracer(no_tracer: None, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     script = write(tmp_path / "train.py", MAIN_PROGRAM)
 
