@@ -173,19 +173,3 @@ def uninstall() -> None:
 
 def installed() -> bool:
     return bool(_originals)
-
-
-def _on_import(module: ModuleType) -> None:
-    # Runs inside the user's import of TensorFlow: never let it fail that import.
-    try:
-        _install_module(module.__name__, module)
-    except Exception:  # noqa: BLE001 - an extra: scopes work without it
-        pass
-
-
-def register_import_hook() -> None:
-    """Patch each module when it is imported (at once if it already is)."""
-    import wrapt
-
-    for name in _PATCHES:
-        wrapt.register_post_import_hook(_on_import, name)

@@ -6,7 +6,9 @@ instead of the graph. TF's own property returns the process flag
 `eager_function_run.RUN_FUNCTIONS_EAGERLY`. The hook replaces only that
 property with one that reads this context's local override first
 (`_local.STACK`), then the same flag. `RestoredFunction` (SavedModel) defines
-its own property and is left alone.
+its own property and is left alone. The one other patch, installed and removed
+with the hook, lives in `_distribute`: `tf.distribute`'s replica threads
+inherit the local overrides of the thread that starts them.
 
 Nothing here imports TensorFlow at import time: the hook installs itself from a
 `wrapt` post-import hook when the user imports TF, or at eagerctl's first use.
@@ -133,6 +135,10 @@ def install(strict: bool = True) -> None:
         original = function_class.__dict__[ATTR]
         setattr(function_class, ATTR, _make_property(flag_module))
         installed = True
+    # Local overrides must also reach tf.distribute's replica threads (see _distribute).
+    from . import _distribute
+
+    _distribute.install()
 
 
 def require_local() -> None:
@@ -158,6 +164,9 @@ def uninstall() -> None:
         assert function_class is not None
         setattr(function_class, ATTR, original)
         installed = False
+    from . import _distribute
+
+    _distribute.uninstall()
 
 
 def read_flag() -> bool:

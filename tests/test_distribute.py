@@ -354,8 +354,4 @@ def keras_fit(strategy: Any, mode: str, debug: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    # Until the core installs eagerctl._distribute itself (see the notes):
-    from eagerctl import _distribute as _dist
-
-    _dist.register_import_hook()
     print(json.dumps({"mirrored": scenario_mirrored}[sys.argv[1]]()))

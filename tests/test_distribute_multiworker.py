@@ -356,8 +356,4 @@ def worker() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    # Until the core installs eagerctl._distribute itself (see the notes):
-    from eagerctl import _distribute
-
-    _distribute.register_import_hook()
     print(json.dumps(worker()))
