@@ -16,7 +16,7 @@ from tensorflow.python.eager.polymorphic_function import polymorphic_function
 from tensorflow.python.saved_model import function_deserialization
 
 import eagerctl
-from eagerctl import EagerctlError, _hook
+from eagerctl import EagerctlError, _distribute, _hook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,9 +117,11 @@ def test_uninstall_restores_tf_original_object_exactly_and_first_use_reinstalls(
     ours = cls.__dict__["_run_functions_eagerly"]
     original = _hook.original
     assert ours is not original
+    assert _distribute.installed()
     eagerctl.uninstall_hook()
     try:
         assert cls.__dict__["_run_functions_eagerly"] is original
+        assert not _distribute.installed()  # the replica-thread hand-over goes with it
         assert eagerctl.status().hook_installed is False
         probe, seen = make_probe()
         tf.config.run_functions_eagerly(True)
@@ -129,6 +131,7 @@ def test_uninstall_restores_tf_original_object_exactly_and_first_use_reinstalls(
             assert mode_of(probe, seen) == "eager"
         assert isinstance(cls.__dict__["_run_functions_eagerly"], property)
         assert cls.__dict__["_run_functions_eagerly"] is not original
+        assert _distribute.installed()
     finally:
         eagerctl.install_hook()
 
