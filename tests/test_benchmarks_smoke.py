@@ -49,7 +49,7 @@ def test_interleave_rotates_rounds_and_takes_the_median_of_ratios() -> None:
     assert befores == ["ours"] * 5  # warm-up plus 4 rounds
 
 
-def test_help_works_both_ways_without_importing_tensorflow() -> None:
+def test_help_works_both_ways() -> None:
     for argv in (["-m", "benchmarks", "--help"], ["benchmarks/run.py", "--help"]):
         out = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=True)
         assert "--quick" in out.stdout and "--json FILE" in out.stdout and "--plot FILE.png" in out.stdout
