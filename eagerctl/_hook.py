@@ -36,6 +36,10 @@ executing_eagerly: Callable[[], bool] | None = None
 # TF's per-thread eager state: `.is_eager` is False while a graph is traced. One
 # attribute read, where `executing_eagerly()` costs three calls.
 eager_state: Any = None
+# TF's per-thread stack of default graphs: empty unless a graph is being built
+# (a tf.function traced, `with tf.Graph().as_default()`). Reading it (~30 ns)
+# spares the `eager_state` read (~200 ns) on the common path.
+graph_stack: Any = None
 
 
 def _no_loop() -> None:
@@ -70,6 +74,7 @@ def _make_property(flag_mod: ModuleType) -> property:
 def _import_tf() -> None:
     """Import TF and resolve the objects the hook and the registry use."""
     global flag_module, executing_eagerly, tf_version, function_class, local_error, eager_state, running_loop
+    global graph_stack
     if flag_module is not None:
         return
     try:
@@ -106,6 +111,9 @@ def _import_tf() -> None:
     local_error = problem
     executing_eagerly = context.executing_eagerly
     eager_state = context.context()._thread_local_data
+    from tensorflow.python.framework import ops
+
+    graph_stack = ops._default_graph_stack
     import asyncio
 
     running_loop = asyncio.events._get_running_loop

@@ -94,7 +94,7 @@ class Activation:
             else:
                 _hook.require_local()
         # Warn before changing anything: a warnings filter may turn it into an error.
-        if not _hook.eager_state.is_eager:
+        if _hook.graph_stack.stack and not _hook.eager_state.is_eager:
             self._warn_tracing(stacklevel + 1)
         if scope.process:
             self.below: _local.Entry | None = None
