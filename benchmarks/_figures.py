@@ -48,7 +48,9 @@ class Config:
 
 QUICK = Config(quick=True, rounds=7, seconds=0.01, workload_rounds=3, workload_seconds=0.06,
                import_rounds=4, memory_cycles=64_000)
-FULL = Config(quick=False, rounds=41, seconds=0.03, workload_rounds=15, workload_seconds=0.25,
+# Many short rounds rather than a few long ones: the sides of one round run
+# close together in time, so a change in the machine's load mostly hits both.
+FULL = Config(quick=False, rounds=61, seconds=0.015, workload_rounds=15, workload_seconds=0.25,
               import_rounds=25, memory_cycles=1_000_000)
 
 
