@@ -28,6 +28,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import wrapt
@@ -199,6 +200,47 @@ def _walk(tf: Any, value: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 # -- the proxy ----------------------------------------------------------------
 
+class _EagerCall:
+    """One eager call of a `@debuggable` body: its local override and its debug aids.
+
+    The one path for plain and coroutine bodies: entering pushes the override
+    (with `recursive`) and starts the clock; leaving opens post-mortem on an
+    exception, removes the override and logs the call; `checked` runs
+    `check_numerics` on the result.
+    """
+
+    __slots__ = ("act", "args", "kwargs", "settings", "start")
+
+    def __init__(self, settings: _Settings, frame: FrameType, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        self.settings = settings
+        self.args = args
+        self.kwargs = kwargs
+        self.act = Activation(settings.scope, frame, 3) if settings.recursive else None
+        self.start = time.perf_counter() if settings.log_calls else 0.0
+
+    def __enter__(self) -> _EagerCall:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        settings = self.settings
+        try:
+            if isinstance(exc, Exception) and settings.post_mortem:
+                settings._post_mortem(exc)
+        finally:
+            if self.act is not None:
+                self.act.exit()
+            if settings.log_calls:
+                outcome = "returned" if exc is None else f"raised {type(exc).__name__}"
+                settings._log(self.args, self.kwargs, outcome, time.perf_counter() - self.start)
+
+    def checked(self, result: Any) -> Any:
+        if self.settings.check_numerics:
+            self.settings._check_numerics(result)
+        return result
+
+
 class _Settings:
     """Options of one decorated function, and its call path (the `wrapt` wrapper)."""
 
@@ -283,49 +325,17 @@ class _Settings:
 
     def call_eagerly(self, body: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run `body` eagerly with this function's options (the override and the debug aids)."""
-        act = Activation(self.scope, _getframe(1), 1) if self.recursive else None
-        start = time.perf_counter() if self.log_calls else 0.0
-        outcome = "returned"
-        try:
-            try:
-                result = body(*args, **kwargs)
-            except Exception as exc:
-                outcome = f"raised {type(exc).__name__}"
-                if self.post_mortem:
-                    self._post_mortem(exc)
-                raise
-        finally:
-            if act is not None:
-                act.exit()
-            if self.log_calls:
-                self._log(args, kwargs, outcome, time.perf_counter() - start)
-        if self.check_numerics:
-            self._check_numerics(result)
-        return result
+        with _EagerCall(self, _getframe(1), args, kwargs) as call:
+            result = body(*args, **kwargs)
+        return call.checked(result)
 
     async def _call_coroutine(self, body: Callable[..., Any], args: tuple[Any, ...],
                               kwargs: dict[str, Any]) -> Any:
-        # The override must be pushed inside the coroutine: it is the awaiting task's context
-        # that has to see it, and only while the body runs.
-        act = Activation(self.scope, _getframe(1), 1) if self.recursive else None
-        start = time.perf_counter() if self.log_calls else 0.0
-        outcome = "returned"
-        try:
-            try:
-                result = await body(*args, **kwargs)
-            except Exception as exc:
-                outcome = f"raised {type(exc).__name__}"
-                if self.post_mortem:
-                    self._post_mortem(exc)
-                raise
-        finally:
-            if act is not None:
-                act.exit()
-            if self.log_calls:
-                self._log(args, kwargs, outcome, time.perf_counter() - start)
-        if self.check_numerics:
-            self._check_numerics(result)
-        return result
+        # Entered inside the coroutine: it is the awaiting task's context that has to see
+        # the override, and only while the body runs.
+        with _EagerCall(self, _getframe(1), args, kwargs) as call:
+            result = await body(*args, **kwargs)
+        return call.checked(result)
 
     def _call_while_tracing(self, body: Callable[..., Any], args: tuple[Any, ...],
                             kwargs: dict[str, Any]) -> Any:
