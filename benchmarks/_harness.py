@@ -70,8 +70,10 @@ def interleave(
     """Time every runner once per round, rotating the order; ratios against `anchor`.
 
     `before[name]` runs untimed before each of that runner's rounds (install a
-    hook, set a flag, build a queue). GC is disabled while timing: a collection
-    landing in one side's round is noise, not a property of that side.
+    hook, set a flag, build a queue). The garbage collector stays on, as in
+    real use: what an operation costs includes collecting the reference cycles
+    it leaves (with the collector off they would pile up and slow the later
+    rounds down instead).
     """
     names = list(runners)
     before = dict(before or {})
@@ -83,19 +85,13 @@ def interleave(
         counts[name] = number[name] if number and name in number else calibrate(runners[name], seconds)
     per_round: dict[str, list[float]] = {name: [] for name in names}
     gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            shift = r % len(names)
-            order = names[shift:] + names[:shift]
-            for name in order:
-                if name in before:
-                    before[name]()
-                per_round[name].append(runners[name](counts[name]) / counts[name])
-    finally:
-        if was_enabled:
-            gc.enable()
+    for r in range(rounds):
+        shift = r % len(names)
+        order = names[shift:] + names[:shift]
+        for name in order:
+            if name in before:
+                before[name]()
+            per_round[name].append(runners[name](counts[name]) / counts[name])
     sides = {name: Side(statistics.median(values), values) for name, values in per_round.items()}
     base = per_round[anchor]
     ratios = {
