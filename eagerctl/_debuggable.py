@@ -21,7 +21,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import pdb
 import re
 import sys
 import threading
@@ -402,6 +401,8 @@ class _Settings:
             f"eagerctl: {type(exc).__name__} in @debuggable {self.label}; "
             "entering pdb post-mortem (type 'c' or 'q' to let the exception propagate)\n"
         )
+        import pdb  # here, not at import: it costs `import eagerctl` several milliseconds
+
         pdb.post_mortem(exc.__traceback__)
 
     def _log(self, args: tuple[Any, ...], kwargs: dict[str, Any], outcome: str, seconds: float) -> None:

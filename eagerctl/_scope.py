@@ -64,6 +64,18 @@ def _line_of(code: CodeType, lasti: int) -> int:
     return code.co_firstlineno
 
 
+# (code, instruction, thread ident, asyncio task): where an activation was entered.
+Place = tuple[CodeType, int, int, object]
+
+
+def _describe(place: Place) -> str:
+    code, lasti, thread, task = place
+    text = f"entered at {code.co_filename}:{_line_of(code, lasti)} in thread {thread_name(thread)!r}"
+    if task is not None:
+        text += f", asyncio task {_task_name(task)!r}"
+    return text
+
+
 class Activation:
     """One entry of a scope: what the local stack and the registry hold.
 
@@ -125,10 +137,7 @@ class Activation:
         return f"{self.code.co_filename}:{_line_of(self.code, self.lasti)}"
 
     def describe(self) -> str:
-        text = f"entered at {self.where} in thread {thread_name(self.thread)!r}"
-        if self.task is not None:
-            text += f", asyncio task {_task_name(self.task)!r}"
-        return text
+        return _describe((self.code, self.lasti, self.thread, self.task))
 
     def exit(self) -> None:
         if self.scope.process:
@@ -178,7 +187,9 @@ class Scope:
         self.process = process
         self.factory = factory
         self._activation: Activation | None = None
-        self._last: Activation | None = None
+        # Not the last activation itself: it points back here, and that cycle would
+        # leave every `with eager_scope():` object to the garbage collector.
+        self._last: Place | None = None
 
     def __repr__(self) -> str:
         process = ", process=True" if self.process else ""
@@ -206,14 +217,14 @@ class Scope:
             return EagerctlError(f"{self!r} cannot exit: it is not active (it was never entered); "
                                  "exit a scope only after entering it")
         return EagerctlError(
-            f"{self!r} cannot exit: it is not active (it was {self._last.describe()} and has "
+            f"{self!r} cannot exit: it is not active (it was {_describe(self._last)} and has "
             "already exited); exit a scope once per entry"
         )
 
     def __enter__(self) -> Self:
         if self._activation is not None:
             raise self._already_active()
-        self._activation = self._last = Activation(self, _getframe(1), 2)
+        self._activation = Activation(self, _getframe(1), 2)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -223,11 +234,12 @@ class Scope:
             raise self._not_active()
         act.exit()
         self._activation = None
+        self._last = (act.code, act.lasti, act.thread, act.task)
 
     async def __aenter__(self) -> Self:
         if self._activation is not None:
             raise self._already_active()
-        self._activation = self._last = Activation(self, _getframe(1), 2)
+        self._activation = Activation(self, _getframe(1), 2)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
