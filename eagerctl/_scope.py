@@ -4,8 +4,8 @@ A `Scope` is the settings (value, local or process). Every `__enter__` and
 every call of a decorated function creates a fresh `Activation`, which is what
 is pushed on the context's local stack or registered with the process
 registry. All entry points (with, async with, the function, coroutine,
-generator and async generator wrappers) go through `Activation.enter` and
-`Activation.exit`.
+generator and async generator wrappers, `@debuggable`'s calls) go through the
+same two steps: creating an `Activation` enters it, `Activation.exit()` leaves.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def test_quick_run_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.Cap
     import eagerctl
 
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
-    try:  # the plot is optional: matplotlib is not a test dependency
+    try:  # the plot is optional (the `plot` extra): skip it where matplotlib is missing
         import matplotlib  # noqa: F401
     except ImportError:
         plot: list[str] = []
