@@ -65,8 +65,8 @@ def _make_property(flag_mod: ModuleType) -> property:
     def _run_functions_eagerly(self: object, _get: Any = get, _flag: Any = flag_mod) -> bool:
         top = _get()
         if top is None:
-            return bool(_flag.RUN_FUNCTIONS_EAGERLY)
-        return bool(top.value)
+            return _flag.RUN_FUNCTIONS_EAGERLY  # type: ignore[no-any-return]  # a bool: TF stores bool(x)
+        return top.value  # type: ignore[no-any-return]  # a bool: scope values are checked
 
     return property(_run_functions_eagerly, doc="Patched by eagerctl: local override, then the process flag.")
 

@@ -2,7 +2,9 @@
 
 Each thread and each asyncio task has its own `contextvars.Context`, so an
 override set here is seen by nothing else. The stack is an immutable linked
-list of `Frame`s; the top frame's `value` is the override in force. TF's hook
+list: each local `Activation` is itself an entry (`value`, `below`), and a
+`Frame` stands in for one only when an out-of-order exit rebuilds the entries
+above it. The top entry's `value` is the override in force. TF's hook
 reads it on every `tf.function` call, so a read is one `ContextVar.get` and one
 attribute.
 """
@@ -43,10 +45,6 @@ def override() -> bool | None:
     """The local override in force in this context, or None."""
     top = STACK.get()
     return None if top is None else top.value
-
-
-def push(activation: Activation) -> None:
-    STACK.set(Frame(activation.value, activation, STACK.get()))
 
 
 def remove(activation: Activation) -> bool:
