@@ -15,7 +15,7 @@ from ._errors import EagerctlError, EagerctlWarning
 from ._hook import install as install_hook
 from ._hook import register_import_hook as _register_import_hook
 from ._hook import uninstall as uninstall_hook
-from ._scope import Scope, eager_scope, graph_scope
+from ._scope import Scope, eager_scope, graph_scope, reset
 from ._status import ScopeInfo, Status, is_eager, status
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "graph_scope",
     "install_hook",
     "is_eager",
+    "reset",
     "status",
     "uninstall_hook",
 ]

@@ -67,6 +67,21 @@ class Registry:
             )
             return True
 
+    def reset(self) -> list[Activation]:
+        """Unregister every process scope and put the flag at its baseline; return those removed."""
+        flags = _hook.flag_module or _hook.load()
+        with self._lock:
+            if self._count and flags.RUN_FUNCTIONS_EAGERLY != self._written:
+                self._baseline = bool(flags.RUN_FUNCTIONS_EAGERLY)
+            elif not self._count:
+                self._baseline = bool(flags.RUN_FUNCTIONS_EAGERLY)
+            removed: list[Activation] = []
+            while self._newest is not None:
+                removed.append(self._newest)
+                self._unlink(self._newest)
+            flags.RUN_FUNCTIONS_EAGERLY = self._written = self._baseline
+        return removed
+
     def _unlink(self, act: Activation) -> None:
         if act.older is not None:
             act.older.newer = act.newer

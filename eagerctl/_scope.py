@@ -86,7 +86,8 @@ class Activation:
     when a message or `status()` needs it.
     """
 
-    __slots__ = ("below", "code", "lasti", "newer", "older", "registered", "scope", "task", "thread", "value")
+    __slots__ = ("below", "code", "lasti", "newer", "older", "registered", "retired", "scope", "task", "thread",
+                 "value")
     # Set by the registry for process activations only: their place in its list.
     older: Activation | None
     newer: Activation | None
@@ -100,6 +101,7 @@ class Activation:
         self.code = frame.f_code
         self.lasti = frame.f_lasti
         self.task: object | None = None
+        self.retired = False
         if not _hook.installed:
             if scope.process:
                 _hook.load()
@@ -140,6 +142,8 @@ class Activation:
         return _describe((self.code, self.lasti, self.thread, self.task))
 
     def exit(self) -> None:
+        if self.retired:
+            return  # `reset()` already took it off: its exit has nothing left to do
         if self.scope.process:
             if not REGISTRY.exit(self):
                 raise EagerctlError(
@@ -222,7 +226,7 @@ class Scope:
         )
 
     def __enter__(self) -> Self:
-        if self._activation is not None:
+        if self._activation is not None and not self._activation.retired:
             raise self._already_active()
         self._activation = Activation(self, _getframe(1), 2)
         return self
@@ -237,7 +241,7 @@ class Scope:
         self._last = (act.code, act.lasti, act.thread, act.task)
 
     async def __aenter__(self) -> Self:
-        if self._activation is not None:
+        if self._activation is not None and not self._activation.retired:
             raise self._already_active()
         self._activation = Activation(self, _getframe(1), 2)
         return self
@@ -357,6 +361,29 @@ class Scope:
                     to_throw = exc
 
         return scoped
+
+
+def reset() -> None:
+    """The way back from any state: no local override here, no process scope, the flag at its baseline.
+
+    Removes this context's local overrides (every `eager_scope()`, `graph_scope()`
+    and `@debuggable` call active in this thread or asyncio task) and every
+    process scope of every thread, and sets TensorFlow's flag to its baseline.
+    The scopes it removes exit quietly later. Local scopes of other threads and
+    tasks are theirs, and are left alone. Example::
+
+        eagerctl.reset()   # after an interrupted cell, say
+    """
+    top = _STACK_get()
+    while top is not None:
+        act = top.activation
+        act.retired = True
+        LIVE_LOCAL.pop(act, None)
+        top = top.below
+    _STACK_set(None)
+    if REGISTRY.active_count() or _hook.flag_module is not None:
+        for act in REGISTRY.reset():
+            act.retired = True
 
 
 def _check_bool(factory: str, name: str, value: object) -> None:
