@@ -262,6 +262,11 @@ class _Settings:
         self.scope = Scope(True, False, f"@debuggable {self.label}")
         self.warned = False
 
+    def option_values(self) -> dict[str, bool]:
+        """The keyword arguments of `debuggable(...)` that made these settings."""
+        return {"recursive": self.recursive, "post_mortem": self.post_mortem,
+                "check_numerics": self.check_numerics, "log_calls": self.log_calls, "island": self.island}
+
     def options(self) -> str:
         parts = [f"recursive={self.recursive}"]
         parts += [name for name in ("post_mortem", "check_numerics", "log_calls") if getattr(self, name)]
@@ -397,13 +402,30 @@ class _Settings:
                        "`with eagerctl.eager_scope():`")
 
     def _post_mortem(self, exc: BaseException) -> None:
+        """pdb post-mortem on `exc`, where someone can type into it; the caller re-raises `exc`."""
+        if not _interactive():
+            # pdb would fail reading stdin (pytest's capture raises OSError) or wait on a pipe, and
+            # that failure would replace the body's exception.
+            warnings.warn(
+                f"@debuggable {self.label} (post_mortem=True): {type(exc).__name__} raised in the body, but "
+                "there is no interactive terminal (stdin is not a TTY, e.g. under pytest's output capture "
+                "or a pipe), so the pdb post-mortem was skipped and the exception propagates unchanged; "
+                "run it from a terminal (pytest -s) to debug it",
+                EagerctlWarning, stacklevel=_user_stacklevel(),
+            )
+            return
         sys.stderr.write(
             f"eagerctl: {type(exc).__name__} in @debuggable {self.label}; "
             "entering pdb post-mortem (type 'c' or 'q' to let the exception propagate)\n"
         )
         import pdb  # here, not at import: it costs `import eagerctl` several milliseconds
 
-        pdb.post_mortem(exc.__traceback__)
+        try:
+            pdb.post_mortem(exc.__traceback__)
+        except Exception as failure:  # noqa: BLE001 - the body's exception must propagate, not pdb's
+            warnings.warn(f"@debuggable {self.label} (post_mortem=True): pdb failed ({failure!r}); the "
+                          f"{type(exc).__name__} from the body propagates unchanged",
+                          EagerctlWarning, stacklevel=_user_stacklevel())
 
     def _log(self, args: tuple[Any, ...], kwargs: dict[str, Any], outcome: str, seconds: float) -> None:
         if logger.isEnabledFor(logging.DEBUG):
@@ -422,6 +444,21 @@ class _Settings:
                     f"{nan} NaN and {inf} Inf among {size} value(s) ({_describe_value(leaf)}); "
                     "set post_mortem=True or put a breakpoint in the body to find where they appear"
                 )
+
+
+def _interactive() -> bool:
+    """Whether pdb can talk to someone: stdin is a terminal, or this is a Jupyter kernel."""
+    stdin = sys.stdin
+    try:
+        if stdin is not None and stdin.isatty():
+            return True
+    except (AttributeError, ValueError, OSError):  # no isatty, or closed
+        pass
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    # ipykernel routes pdb's input() through the notebook frontend.
+    return shell is not None and type(shell).__module__.startswith("ipykernel")
 
 
 def _is_shape_inference(graph: Any) -> bool:
@@ -506,10 +543,22 @@ class _BoundDebuggable(_BoundBase):
     # wrapper; it calls artifacts as they are.
     autograph_info__: dict[str, Any] = {}  # noqa: RUF012
 
+    def __tf_tracing_type__(self, context: Any) -> Any:
+        # Passed to a tf.function: its own trace type, not the wrapped function's (see _trace_type).
+        from ._trace_type import proxy_type
+
+        return proxy_type(self._self_parent, self._self_instance, self._self_owner)
+
 
 class _Debuggable(_UnboundBase):
     __bound_function_wrapper__ = _BoundDebuggable
     autograph_info__: dict[str, Any] = {}  # noqa: RUF012
+
+    def __tf_tracing_type__(self, context: Any) -> Any:
+        # Passed to a tf.function: its own trace type, not the wrapped function's (see _trace_type).
+        from ._trace_type import proxy_type
+
+        return proxy_type(self)
 
     @property
     def _self_debuggable(self) -> _Settings:
@@ -518,6 +567,93 @@ class _Debuggable(_UnboundBase):
         settings = wrapper if isinstance(wrapper, _Settings) else getattr(wrapper, "settings", None)
         assert isinstance(settings, _Settings)
         return settings
+
+    # Copies are proxies of the copied object with the same options (wrapt's proxies refuse
+    # to be copied or pickled at all).
+    def __copy__(self) -> Any:
+        import copy
+
+        return _wrap(copy.copy(self.__wrapped__), self._self_debuggable.option_values())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        import copy
+
+        return _wrap(copy.deepcopy(self.__wrapped__, memo), self._self_debuggable.option_values())
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # Reachable under its own name (a decorated module-level function or tf.function): by
+        # reference, as pickle saves functions. Otherwise the wrapped object itself, by value.
+        if _is_global_name(self):
+            return self.__qualname__
+        return _wrap, (self.__wrapped__, self._self_debuggable.option_values())
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+
+def _is_global_name(proxy: Any) -> bool:
+    module = sys.modules.get(getattr(proxy, "__module__", None) or "")
+    qualname = getattr(proxy, "__qualname__", None)
+    if module is None or not isinstance(qualname, str) or "<locals>" in qualname:
+        return False
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj is proxy
+
+
+def _wrap(target: Any, options: dict[str, bool]) -> Any:
+    """`debuggable(target, **options)` as a copy or an unpickled proxy makes it: always on, no warning."""
+    settings = _Settings(target, _classify(target), **options)
+    return _Debuggable(target, settings.wrapper())
+
+
+def traced_message(target: Any) -> str | None:
+    """Why decorating `target` now may come too late for graphs traced already, or None.
+
+    What eagerctl can see: a `tf.function` with concrete functions (for a method:
+    those of the copies TF binds to instances), or a Python function AutoGraph has
+    converted, which it does when a traced `tf.function` calls it.
+    """
+    inner: Any = target.__func__ if isinstance(target, (classmethod, staticmethod)) else target
+    label = _label(target)
+    remedy = (f"apply @eagerctl.debuggable where {label} is defined (above @tf.function), before the first "
+              "call, or make the callers retrace (a Keras model: compile it again; a tf.function: "
+              "tf.function(caller.python_function))")
+    if _is_tf_function(inner):
+        traces = _tracing_count(inner)
+        if not traces:
+            return None
+        return (f"@debuggable {label} was applied after the tf.function was traced ({traces} "
+                f"trace{'s' if traces != 1 else ''}): calls through the decorated object run its body "
+                "eagerly, but graphs traced before (of tf.functions that call it) keep its compiled body "
+                f"until they retrace; {remedy}")
+    if _autograph_converted(inner):
+        return (f"@debuggable {label} was applied after a traced tf.function called it: that graph keeps "
+                f"its compiled body until it retraces; {remedy}")
+    return None
+
+
+def _tracing_count(fn: Any) -> int:
+    count = int(fn.experimental_get_tracing_count())
+    cache = getattr(fn, "_descriptor_cache", None)  # the copies TF binds to instances of a class
+    if cache is not None:
+        try:
+            count += sum(int(bound.experimental_get_tracing_count()) for bound in list(cache.values()))
+        except (AttributeError, RuntimeError, TypeError):
+            pass
+    return count
+
+
+def _autograph_converted(fn: Any) -> bool:
+    code = getattr(fn, "__code__", None)
+    api = sys.modules.get("tensorflow.python.autograph.impl.api")
+    if code is None or api is None:
+        return False
+    try:
+        return code in api._TRANSPILER._cache._cache
+    except (AttributeError, TypeError):  # another TF layout
+        return False
 
 
 # -- the decorator ----------------------------------------------------------------
@@ -598,6 +734,9 @@ def debuggable(fn: Any = None, /, *, recursive: bool = True, enabled: bool | Non
         kind = _classify(target)
         if not (enabled if enabled is not None else _env_enabled()):
             return target
+        late = traced_message(target)
+        if late is not None:
+            warnings.warn(late, EagerctlWarning, stacklevel=_user_stacklevel())
         settings = _Settings(target, kind, recursive=recursive, post_mortem=post_mortem,
                              check_numerics=check_numerics, log_calls=log_calls, island=island)
         return _Debuggable(target, settings.wrapper())
