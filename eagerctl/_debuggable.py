@@ -359,6 +359,10 @@ class _Settings:
         _forget_allowlisted(body)
         graph = ops.get_default_graph()
         if self.island and hasattr(graph, "outer_graph") and not _is_shape_inference(graph):
+            from ._export import compile_for_export, saving
+
+            if saving():  # a SavedModel gets the compiled body: islands belong to this process
+                return compile_for_export(self.label, body, args, kwargs, _build_into_graph)
             from ._island import call_as_island
 
             # An eager island: the graph gets one op that runs `call_eagerly` (the
@@ -646,9 +650,11 @@ def _tracing_count(fn: Any) -> int:
 
 
 def _autograph_converted(fn: Any) -> bool:
+    # AutoGraph's cache is keyed by code object, which the functions a factory or a loop makes all
+    # share: only a function defined once (at module or class level) says it was the one converted.
     code = getattr(fn, "__code__", None)
     api = sys.modules.get("tensorflow.python.autograph.impl.api")
-    if code is None or api is None:
+    if code is None or api is None or "<locals>" in str(getattr(fn, "__qualname__", "<locals>")):
         return False
     try:
         return code in api._TRANSPILER._cache._cache

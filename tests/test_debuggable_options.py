@@ -147,8 +147,8 @@ def test_post_mortem_opens_pdb_in_the_body_then_reraises(monkeypatch: pytest.Mon
         scaled = x * 10
         raise ZeroDivisionError(f"cannot divide {int(scaled)}")
 
-    # pdb reads its commands from stdin: print a local and the mode, then continue.
-    monkeypatch.setattr(sys, "stdin", io.StringIO("p int(scaled)\np tf.executing_eagerly()\nc\n"))
+    # pdb reads its commands from a terminal: print a local and the mode, then continue.
+    monkeypatch.setattr(sys, "stdin", ScriptedTerminal("p int(scaled)\np tf.executing_eagerly()\nc\n"))
     with pytest.raises(ZeroDivisionError, match=r"^cannot divide 30$"):
         divide(tf.constant(3))
     out, err = capsys.readouterr()
@@ -158,6 +158,54 @@ def test_post_mortem_opens_pdb_in_the_body_then_reraises(monkeypatch: pytest.Mon
                         "test_post_mortem_opens_pdb_in_the_body_then_reraises.<locals>.divide; entering pdb "
                         "post-mortem (type 'c' or 'q' to let the exception propagate)\n")
     assert eagerctl.status().scopes == ()
+
+
+class ScriptedTerminal(io.StringIO):
+    """A terminal someone types the given lines into."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def raises_value_error() -> Any:
+    @eagerctl.debuggable(post_mortem=True)
+    @tf.function
+    def check_labels(labels: Any) -> Any:
+        if int(tf.reduce_min(labels)) < 0:
+            raise ValueError("labels must be 0 or more")
+        return labels
+
+    return check_labels
+
+
+def test_post_mortem_under_pytest_capture_skips_pdb_and_reraises_the_original(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from _pytest.capture import DontReadFromInput
+
+    monkeypatch.setattr(sys, "stdin", DontReadFromInput())  # what pytest's capture puts there
+    check_labels = raises_value_error()
+    with pytest.warns(eagerctl.EagerctlWarning) as record, pytest.raises(ValueError) as info:
+        check_labels(tf.constant([1, -1]))
+    assert str(info.value) == "labels must be 0 or more"
+    assert info.value.__context__ is None  # the body's own exception, not one raised by pdb
+    assert [str(w.message) for w in record] == [
+        "@debuggable raises_value_error.<locals>.check_labels (post_mortem=True): ValueError raised in the "
+        "body, but there is no interactive terminal (stdin is not a TTY, e.g. under pytest's output capture "
+        "or a pipe), so the pdb post-mortem was skipped and the exception propagates unchanged; run it from "
+        "a terminal (pytest -s) to debug it"
+    ]
+    assert record[0].filename == __file__  # points at the call in this test, not at eagerctl
+    assert capsys.readouterr().out == ""  # no pdb prompt
+    assert eagerctl.status().scopes == ()
+
+
+def test_post_mortem_on_a_pipe_skips_pdb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("c\n"))  # readable, but nobody types into it
+    check_labels = raises_value_error()
+    with pytest.warns(eagerctl.EagerctlWarning, match="no interactive terminal"), \
+            pytest.raises(ValueError, match=r"^labels must be 0 or more$"):
+        check_labels(tf.constant([-3]))
+    assert sys.stdin.read() == "c\n"  # pdb never read it
 
 
 def test_post_mortem_is_not_entered_without_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
