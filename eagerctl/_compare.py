@@ -15,6 +15,7 @@ arguments (TF does not record those, they are graph inputs).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,10 +31,10 @@ _MISSING = object()
 class Row:
     """One compared value: an output leaf or a variable."""
 
-    __slots__ = ("dtype", "kind", "match", "max_abs_diff", "note", "path", "shape")
+    __slots__ = ("dtype", "kind", "match", "max_abs_diff", "note", "path", "shape", "varies")
 
     def __init__(self, path: str, kind: str, *, shape: str, dtype: str, max_abs_diff: float,
-                 match: bool, note: str = "") -> None:
+                 match: bool, note: str = "", varies: str = "") -> None:
         self.path = path
         self.kind = kind
         self.shape = shape
@@ -41,10 +42,14 @@ class Row:
         self.max_abs_diff = max_abs_diff
         self.match = match
         self.note = note
+        # "" when both modes give this value again on a second run; else the modes that do not
+        # ("graph", "eager" or "graph and eager"): then graph against eager says nothing.
+        self.varies = varies
 
     def __repr__(self) -> str:
+        varies = f", varies={self.varies!r}" if self.varies else ""
         return (f"Row(path={self.path!r}, kind={self.kind!r}, shape={self.shape!r}, dtype={self.dtype!r}, "
-                f"max_abs_diff={self.max_abs_diff!r}, match={self.match}, note={self.note!r})")
+                f"max_abs_diff={self.max_abs_diff!r}, match={self.match}, note={self.note!r}{varies})")
 
 
 class Comparison:
@@ -65,6 +70,14 @@ class Comparison:
             already traced for these arguments); trace_seconds: the time spent.
         graph_output, eager_output: what the compared call returned in each mode.
         variables: names of the variables snapshotted, restored and compared.
+        deterministic: False when a mode gave different values on two runs from
+            the same state (unseeded random ops, Python randomness in the body).
+        nondeterministic: paths of those values; they are shown but left out
+            of `match` and `mismatches`, which cover the comparable values.
+        random_ops: the stateful random ops found in the traced graph, as
+            ``"name (OpType)"``.
+        graph_error: why the compiled graph could not run (it refers to
+            variables that have been deleted), else None; `match` is then False.
 
     Example::
 
@@ -76,14 +89,18 @@ class Comparison:
 
     __slots__ = (
         "atol",
+        "deterministic",
         "eager_output",
         "eager_seconds",
+        "graph_error",
         "graph_output",
         "graph_seconds",
         "match",
         "max_abs_diff",
         "mismatches",
         "name",
+        "nondeterministic",
+        "random_ops",
         "repeat",
         "rows",
         "rtol",
@@ -95,15 +112,23 @@ class Comparison:
 
     def __init__(self, *, name: str, rows: Sequence[Row], graph_seconds: float, eager_seconds: float,
                  traces: int, trace_seconds: float, repeat: int, rtol: float, atol: float,
-                 graph_output: Any, eager_output: Any, variables: Sequence[str]) -> None:
+                 graph_output: Any, eager_output: Any, variables: Sequence[str],
+                 random_ops: Sequence[str] = (), graph_error: str | None = None) -> None:
         self.name = name
         self.rows = tuple(rows)
-        self.mismatches = tuple(r.path for r in self.rows if not r.match)
-        self.match = not self.mismatches
-        self.max_abs_diff = max((r.max_abs_diff for r in self.rows), default=0.0)
+        comparable = [r for r in self.rows if not r.varies]
+        self.nondeterministic = tuple(r.path for r in self.rows if r.varies)
+        self.deterministic = not self.nondeterministic
+        self.random_ops = tuple(random_ops)
+        self.graph_error = graph_error
+        self.mismatches = tuple(r.path for r in comparable if not r.match)
+        # Nothing comparable (every value varies) is not a match either.
+        self.match = not self.mismatches and graph_error is None and (bool(comparable) or not self.rows)
+        self.max_abs_diff = max((r.max_abs_diff for r in comparable), default=0.0)
         self.graph_seconds = graph_seconds
         self.eager_seconds = eager_seconds
-        self.slowdown = eager_seconds / graph_seconds if graph_seconds > 0 else math.inf
+        self.slowdown = (math.nan if math.isnan(graph_seconds)
+                         else eager_seconds / graph_seconds if graph_seconds > 0 else math.inf)
         self.traces = traces
         self.trace_seconds = trace_seconds
         self.repeat = repeat
@@ -117,30 +142,72 @@ class Comparison:
         return (f"<Comparison {self.name}: match={self.match}, max_abs_diff={self.max_abs_diff:.3g}, "
                 f"mismatches={list(self.mismatches)!r}, graph_seconds={self.graph_seconds:.3g}, "
                 f"eager_seconds={self.eager_seconds:.3g}, slowdown={self.slowdown:.3g}, "
-                f"traces={self.traces}>")
+                f"traces={self.traces}{self._repr_extra()}>")
 
-    def __str__(self) -> str:
+    def _repr_extra(self) -> str:
+        extra = f", nondeterministic={len(self.nondeterministic)}" if self.nondeterministic else ""
+        return extra + (", graph_error=stale graph" if self.graph_error is not None else "")
+
+    def _verdict(self) -> str:
+        if self.graph_error is not None:
+            return "graph and eager DIFFER: the compiled graph is stale"
+        comparable = len(self.rows) - len(self.nondeterministic)
+        if self.nondeterministic and not comparable:
+            return "NOTHING COMPARABLE: every value varies from run to run"
         verdict = ("graph and eager MATCH" if self.match
                    else f"graph and eager DIFFER in {len(self.mismatches)}")
-        lines = [f"compare({self.name}): {verdict}  (rtol={self.rtol:g}, atol={self.atol:g})"]
-        shown = [r for r in self.rows if not r.match]
+        if self.nondeterministic:
+            verdict += f" of {comparable} comparable value{'s' if comparable != 1 else ''}"
+        return verdict
+
+    def _explanations(self) -> list[str]:
+        lines = []
+        if self.graph_error is not None:
+            lines.append(f"  {self.graph_error}")
+        if self.nondeterministic:
+            modes = [mode for mode in ("graph", "eager") if any(mode in r.varies for r in self.rows)]
+            n = len(self.nondeterministic)
+            lines.append(f"  nondeterministic: {n} value{'s differ' if n != 1 else ' differs'} between two "
+                         f"runs from the same state in {' and '.join(modes)} mode, so graph against eager "
+                         "says nothing about them (marked 'varies')")
+            if self.random_ops:
+                shown = ", ".join(self.random_ops[:_MAX_OPS])
+                extra = len(self.random_ops) - _MAX_OPS
+                more = f" and {extra} more" if extra > 0 else ""
+                lines.append(f"  random ops in the graph: {shown}{more}")
+                lines.append("  a seed does not help (each call draws new numbers): pass the random values "
+                             "in as arguments, or draw them with tf.random.Generator or a "
+                             "keras.random.SeedGenerator, whose state is a variable compare restores")
+            elif modes == ["eager"]:
+                lines.append("  no random op in the graph: the Python body draws random numbers (random, "
+                             "numpy) or reads changing Python state, which the graph froze when traced")
+        return lines
+
+    def __str__(self) -> str:
+        lines = [f"compare({self.name}): {self._verdict()}  (rtol={self.rtol:g}, atol={self.atol:g})"]
+        lines += self._explanations()
+        shown = [r for r in self.rows if not r.match or r.varies]
         budget = max(0, _MAX_ROWS - len(shown))
-        matching = [r for r in self.rows if r.match]
+        matching = [r for r in self.rows if r.match and not r.varies]
         shown_ids = {id(r) for r in shown} | {id(r) for r in matching[:budget]}
         table = [r for r in self.rows if id(r) in shown_ids]
         width = max([len("value"), *(len(r.path) for r in table)])
         lines.append(f"  {'value':<{width}}  {'shape':<12} {'dtype':<9} {'max |graph - eager|':<19}  same")
         for r in table:
-            same = "yes" if r.match else "NO"
+            same = "varies" if r.varies else "yes" if r.match else "NO"
             note = f"  {r.note}" if r.note else ""
             lines.append(f"  {r.path:<{width}}  {r.shape:<12} {r.dtype:<9} {_fmt_diff(r.max_abs_diff):<19}  "
                          f"{same}{note}")
         hidden = len(self.rows) - len(table)
         if hidden:
             lines.append(f"  ... and {hidden} more that match")
-        lines.append(f"  time per call: graph {_fmt_seconds(self.graph_seconds)}, eager "
-                     f"{_fmt_seconds(self.eager_seconds)}, slowdown {self.slowdown:.1f}x  "
-                     f"({self.repeat} timed call{'s' if self.repeat != 1 else ''} each)")
+        calls = f"{self.repeat} timed call{'s' if self.repeat != 1 else ''}"
+        if self.graph_error is not None:
+            lines.append(f"  time per call: eager {_fmt_seconds(self.eager_seconds)}  "
+                         f"({calls}; the graph did not run)")
+        else:
+            lines.append(f"  time per call: graph {_fmt_seconds(self.graph_seconds)}, eager "
+                         f"{_fmt_seconds(self.eager_seconds)}, slowdown {self.slowdown:.1f}x  ({calls} each)")
         if self.traces:
             lines.append(f"  tracing: {self.traces} trace{'s' if self.traces != 1 else ''}, "
                          f"{_fmt_seconds(self.trace_seconds)} (not in the times above)")
@@ -158,6 +225,7 @@ def _fmt_diff(value: float) -> str:
     return f"{value:.3g}"
 
 
+_MAX_OPS = 6
 def _fmt_seconds(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.2f} s"
@@ -260,37 +328,110 @@ def compare(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: flo
             var.assign(value)
 
     try:
-        graph = _run_mode(graph_scope(), graph_fn, args, kwargs, variables=variables, repeat=repeat,
-                          restore=restore)
-        eager = _run_mode(eager_scope(), graph_fn, args, kwargs, variables=variables, repeat=repeat,
-                          restore=restore)
+    graph_error = _stale_graph(concrete, name)
+    if graph_error is not None:
+        # The graph cannot run. What the eager run touches: a fresh trace of the Python
+        # body as it is now (the program's current objects), never called.
+        with graph_scope(), tf.variable_creator_scope(record):
+            concrete = tf.function(graph_fn.python_function).get_concrete_function(*args, **kwargs)
+        graph = check(graph_scope()) if graph_error is None else None
+        eager = check(eager_scope())
     finally:
         restore()
     traces = graph_fn.experimental_get_tracing_count() - count0
-    rows = _compare_outputs(graph.outputs, eager.outputs, rtol, atol, np)
-    rows += _compare_variables(graph.variables, eager.variables, rtol, atol, np)
-    return Comparison(name=name, rows=rows, graph_seconds=graph.seconds, eager_seconds=eager.seconds,
-                      traces=traces, trace_seconds=trace_seconds if traces else 0.0, repeat=repeat,
-                      rtol=float(rtol), atol=float(atol), graph_output=graph.raw, eager_output=eager.raw,
-                      variables=list(variables))
+    check = functools.partial(_run_mode, fn=graph_fn, args=args, kwargs=kwargs, variables=variables,
+                              repeat=repeat, restore=restore, rtol=rtol, atol=atol)
+    if graph is None:
+        rows = _stale_rows(eager, np)
+    else:
+        rows = _compare_outputs(graph.outputs, eager.outputs, rtol, atol, np)
+        rows += _compare_variables(graph.variables, eager.variables, rtol, atol, np)
+        _mark_varying(rows, graph.varying, eager.varying)
+    random_ops = _random_ops(concrete) if any(r.varies for r in rows) else ()
+    return Comparison(name=name, rows=rows, graph_seconds=math.nan if graph is None else graph.seconds,
+                      eager_seconds=eager.seconds, traces=traces,
+                      trace_seconds=trace_seconds if traces else 0.0, repeat=repeat, rtol=float(rtol),
+                      atol=float(atol), graph_output=None if graph is None else graph.raw,
+                      eager_output=eager.raw, variables=list(variables), random_ops=random_ops,
+                      graph_error=graph_error)
+
+
+def _stale_graph(concrete: Any, name: str) -> str | None:
+    """What is wrong with a traced graph that refers to deleted variables, or None."""
+    refs = getattr(concrete.graph, "_weak_variables", None)
+    if refs is not None:
+        deleted = sum(1 for ref in refs if ref() is None)
+    else:  # another TF layout: the public property raises on a deleted one
+        try:
+            concrete.graph.variables  # noqa: B018 - the check is the point
+            deleted = 0
+        except AssertionError:
+            deleted = -1
+    if not deleted:
+        return None
+    count = f"{deleted} variable{'s' if deleted != 1 else ''}" if deleted > 0 else "variables"
+    return (f"{name} was traced against {count} that no longer exist (the program replaced what it read, "
+            f"e.g. a global `model = ...` assigned again), so its compiled graph cannot run, while the eager "
+            f"run uses the current objects; retrace it to train them: {name} = "
+            f"tf.function({name}.python_function)")
+
+
+_RANDOM_OPS = frozenset({
+    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "RandomShuffle",
+    "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2", "ParameterizedTruncatedNormal",
+    "RandomCrop", "RandomBinomial",
+})
+
+
+def _random_ops(concrete: Any) -> tuple[str, ...]:
+    """The stateful random ops (their state is not a variable) in a traced graph and its nested functions."""
+    try:
+        graph_def = concrete.graph.as_graph_def()
+    except Exception:  # noqa: BLE001 - a hint only
+        return ()
+    nodes = [*graph_def.node, *(node for fn in graph_def.library.function for node in fn.node_def)]
+    found = []
+    for node in nodes:
+        if node.op in _RANDOM_OPS:
+            name = node.name.removesuffix(f"/{node.op}")  # "dropout/random_uniform/RandomUniform"
+            found.append(f"{name} ({node.op})")
+    return tuple(dict.fromkeys(found))
+
+
+def _stale_rows(eager: _ModeResult, np: Any) -> list[Row]:
+    rows = []
+    for path, value in eager.outputs.items():
+        shape, dtype = _describe(value, np)
+        rows.append(Row(path, "output", shape=shape, dtype=dtype, max_abs_diff=math.inf, match=False,
+                        note="the graph could not run"))
+    return rows
+
+
+def _mark_varying(rows: list[Row], graph: set[str], eager: set[str]) -> None:
+    for row in rows:
+        modes = [mode for mode, paths in (("graph", graph), ("eager", eager)) if row.path in paths]
+        row.varies = " and ".join(modes)
 
 
 class _ModeResult:
-    __slots__ = ("outputs", "raw", "seconds", "variables")
+    __slots__ = ("outputs", "raw", "seconds", "variables", "varying")
 
-    def __init__(self, raw: Any, outputs: dict[str, Any], variables: dict[str, Any], seconds: float) -> None:
+    def __init__(self, raw: Any, outputs: dict[str, Any], variables: dict[str, Any], seconds: float,
+                 varying: set[str]) -> None:
         self.raw = raw
         self.outputs = outputs
         self.variables = variables
         self.seconds = seconds
 
 
-def _run_mode(scope: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-              variables: dict[str, Any], repeat: int, restore: Callable[[], None]) -> _ModeResult:
+def _run_mode(scope: Any, *, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+              variables: dict[str, Any], repeat: int, restore: Callable[[], None], rtol: float,
+              atol: float) -> _ModeResult:
     import numpy as np
 
-    restore()
-    with scope:
+    def run_once() -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        restore()
+        self.varying = varying  # paths whose value differed on a second run from the same state
         # Variables returned as outputs are read now: later calls and the
         # restore would change what they show.
         raw = _freeze(fn(*args, **kwargs))
@@ -303,7 +444,18 @@ def _run_mode(scope: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
             # time is that of finished work, in both modes alike.
             _flatten(last, "output", np)
         seconds = (time.perf_counter() - start) / repeat
-    return _ModeResult(raw, outputs, values, seconds)
+    return _ModeResult(raw, outputs, values, seconds, varying)
+        return raw, outputs, values
+
+    with scope:
+        # Twice from the same state: a value that differs from itself is nondeterministic.
+        again_raw, again_outputs, again_values = run_once()
+        raw, outputs, values = run_once()
+        varying = {path for path, value in outputs.items()
+                   if path in again_outputs and not _diff(value, again_outputs[path], rtol, atol, np)[1]}
+        varying |= {f"variables[{vname!r}]" for vname, value in values.items()
+                    if not _diff(value, again_values[vname], rtol, atol, np)[1]}
+        del again_raw
 
 
 def _variable_name(var: Any) -> str:

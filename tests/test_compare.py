@@ -51,8 +51,10 @@ def test_stateful_train_step_matches_from_the_same_state_and_state_is_restored()
     assert result.mismatches == ()
     assert result.max_abs_diff < 1e-5
     # Graph mode ran the body only while tracing (twice: TF retraces once the
-    # first trace created the Adam slots); eager mode ran it on all 1 + 3 calls.
-    assert ran == [False, False, True, True, True, True]
+    # first trace created the Adam slots); eager mode ran it on all 2 + 3 calls
+    # (each mode runs twice from the same state, to tell nondeterminism apart).
+    assert ran == [False, False, True, True, True, True, True]
+    assert result.deterministic is True and result.nondeterministic == () and result.graph_error is None
     assert result.traces == 2
     assert result.trace_seconds > 0
     # Weights, the optimizer's slots (created on the first call) and its counter were compared...
@@ -87,8 +89,8 @@ def test_plain_python_function_is_compared_against_tf_function_of_it() -> None:
 
     assert result.match is True
     assert result.traces == 1
-    # One trace (not eager), then the eager mode's 1 + 2 calls.
-    assert ran == [False, True, True, True]
+    # One trace (not eager), then the eager mode's 2 + 2 calls.
+    assert ran == [False, True, True, True, True]
     assert [r.path for r in result.rows] == [
         "output.first", "output.second[0]", "output.second[1]['z']", "output.second[1]['none']",
     ]
@@ -198,7 +200,7 @@ def test_graph_mode_is_compiled_even_under_the_global_flag() -> None:
     finally:
         tf.config.run_functions_eagerly(False)
     assert result.match is True
-    assert ran == [False, True, True]
+    assert ran == [False, True, True, True]
 
 
 def test_a_debuggable_proxy_is_compared_on_what_it_wraps() -> None:
@@ -211,7 +213,7 @@ def test_a_debuggable_proxy_is_compared_on_what_it_wraps() -> None:
         return x + 1
 
     result = compare(probe, tf.constant(1.0), repeat=1)
-    assert ran == [False, True, True]
+    assert ran == [False, True, True, True]
     assert result.traces == 1
 
 
@@ -317,3 +319,118 @@ def test_calling_compare_while_tracing_is_an_error() -> None:
                "outside any tf.function")
     with pytest.raises(EagerctlError, match=f"^{re.escape(message)}$"):
         outer(tf.constant(1.0))
+
+
+# -- a stale graph: traced against objects the program has since replaced ----------------
+
+
+def test_a_graph_referencing_deleted_variables_is_reported_as_a_divergence() -> None:
+    ran: list[bool] = []
+    state = {"weights": tf.Variable([1.0, 2.0], name="weights")}
+
+    @tf.function
+    def step(x: Any) -> Any:
+        ran.append(tf.executing_eagerly())
+        state["weights"].assign_add(x)
+        return tf.reduce_sum(state["weights"])
+
+    step(tf.constant([1.0, 1.0]))  # traced against the first variable
+    state["weights"] = tf.Variable([10.0, 20.0], name="weights")  # the first one is deleted
+    ran.clear()
+
+    result = compare(step, tf.constant([1.0, 1.0]), repeat=2)
+
+    assert result.match is False
+    assert result.graph_error == (
+        "test_a_graph_referencing_deleted_variables_is_reported_as_a_divergence.<locals>.step was traced "
+        "against 1 variable that no longer exist (the program replaced what it read, e.g. a global "
+        "`model = ...` assigned again), so its compiled graph cannot run, while the eager run uses the "
+        "current objects; retrace it to train them: "
+        "test_a_graph_referencing_deleted_variables_is_reported_as_a_divergence.<locals>.step = "
+        "tf.function(test_a_graph_referencing_deleted_variables_is_reported_as_a_divergence.<locals>.step"
+        ".python_function)")
+    assert result.mismatches == ("output",)
+    assert result.graph_output is None
+    assert float(result.eager_output) == 32.0  # the eager run used the current variable
+    assert np.isnan(result.graph_seconds) and np.isnan(result.slowdown)
+    assert ran == [False, True, True, True, True]  # a fresh trace to find its variables, then eager only
+    assert state["weights"].numpy().tolist() == [10.0, 20.0]  # restored: compare did not train
+    lines = str(result).splitlines()
+    assert lines[0].endswith("graph and eager DIFFER: the compiled graph is stale  (rtol=1e-05, atol=1e-06)")
+    assert lines[1] == f"  {result.graph_error}"
+    assert lines[3] == "  output  ()           float32   inf                  NO  the graph could not run"
+    assert re.fullmatch(r"  time per call: eager \S+ \S+  \(2 timed calls; the graph did not run\)", lines[4])
+
+
+# -- nondeterminism: each mode runs twice from the same state -----------------------------
+
+
+def test_unseeded_random_ops_are_named_and_the_rest_is_still_compared() -> None:
+    scale = tf.Variable(2.0, name="scale")
+
+    @tf.function
+    def noisy(x: Any) -> Any:
+        noise = tf.random.normal(tf.shape(x), name="latent")
+        kept = tf.nn.dropout(x, rate=0.5)
+        scale.assign_add(1.0)
+        return {"noisy": x + noise, "kept": kept, "clean": x * scale}
+
+    result = compare(noisy, tf.ones((4, 3)), repeat=1)
+
+    assert result.deterministic is False
+    assert set(result.nondeterministic) == {"output['noisy']", "output['kept']"}
+    assert result.random_ops == ("latent (RandomStandardNormal)", "dropout/random_uniform (RandomUniform)")
+    # What does not vary is compared, and matches.
+    assert result.match is True and result.mismatches == ()
+    assert [r.varies for r in result.rows] == ["graph and eager", "graph and eager", "", ""]
+    lines = str(result).splitlines()
+    assert lines[0].endswith("graph and eager MATCH of 2 comparable values  (rtol=1e-05, atol=1e-06)")
+    assert lines[1] == ("  nondeterministic: 2 values differ between two runs from the same state in graph "
+                        "and eager mode, so graph against eager says nothing about them (marked 'varies')")
+    assert lines[2] == ("  random ops in the graph: latent (RandomStandardNormal), dropout/random_uniform "
+                        "(RandomUniform)")
+    assert lines[3].startswith("  a seed does not help (each call draws new numbers): pass the random values")
+    assert "varies" in lines[5] and "varies" in lines[6]
+    assert float(scale.numpy()) == 2.0
+
+
+def test_a_real_divergence_next_to_random_values_is_still_found() -> None:
+    @tf.function
+    def step(x: Any) -> Any:
+        offset = 1.0 if tf.executing_eagerly() else 0.0
+        return x + tf.random.uniform(tf.shape(x)), x + offset
+
+    result = compare(step, tf.zeros((2,)), repeat=1)
+    assert result.match is False
+    assert result.mismatches == ("output[1]",)
+    assert result.nondeterministic == ("output[0]",)
+    assert result.max_abs_diff == 1.0  # over comparable values only
+
+
+def test_only_random_values_is_nothing_comparable() -> None:
+    @tf.function
+    def sample() -> Any:
+        return tf.random.uniform((3,))
+
+    result = compare(sample, repeat=1)
+    assert result.match is False and result.mismatches == ()
+    assert str(result).splitlines()[0] == (
+        "compare(test_only_random_values_is_nothing_comparable.<locals>.sample): NOTHING COMPARABLE: every "
+        "value varies from run to run  (rtol=1e-05, atol=1e-06)")
+
+
+def test_python_randomness_in_the_body_varies_only_eagerly() -> None:
+    import random
+
+    rng = random.Random(0)
+
+    def jitter(x: Any) -> Any:
+        return x + rng.random()  # frozen into the graph when traced; drawn again on each eager call
+
+    result = compare(jitter, tf.constant(1.0), repeat=1)
+    assert result.nondeterministic == ("output",)
+    assert result.rows[0].varies == "eager"
+    assert result.random_ops == ()
+    assert str(result).splitlines()[2] == (
+        "  no random op in the graph: the Python body draws random numbers (random, numpy) or reads changing "
+        "Python state, which the graph froze when traced")
