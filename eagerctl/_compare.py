@@ -217,6 +217,7 @@ class Comparison:
 
 
 _MAX_ROWS = 30
+_MAX_OPS = 6
 
 
 def _fmt_diff(value: float) -> str:
@@ -225,7 +226,6 @@ def _fmt_diff(value: float) -> str:
     return f"{value:.3g}"
 
 
-_MAX_OPS = 6
 def _fmt_seconds(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.2f} s"
@@ -320,6 +320,12 @@ def compare(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: flo
         concrete = graph_fn.get_concrete_function(*args, **kwargs)
     trace_seconds = time.perf_counter() - start
 
+    graph_error = _stale_graph(concrete, name)
+    if graph_error is not None:
+        # The graph cannot run. What the eager run touches: a fresh trace of the Python
+        # body as it is now (the program's current objects), never called.
+        with graph_scope(), tf.variable_creator_scope(record):
+            concrete = tf.function(graph_fn.python_function).get_concrete_function(*args, **kwargs)
     variables = _collect_variables(tf, concrete, created, args, kwargs)
     snapshot = [(var, np.array(var.numpy(), copy=True)) for var in variables.values()]
 
@@ -327,20 +333,14 @@ def compare(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: flo
         for var, value in snapshot:
             var.assign(value)
 
+    check = functools.partial(_run_mode, fn=graph_fn, args=args, kwargs=kwargs, variables=variables,
+                              repeat=repeat, restore=restore, rtol=rtol, atol=atol)
     try:
-    graph_error = _stale_graph(concrete, name)
-    if graph_error is not None:
-        # The graph cannot run. What the eager run touches: a fresh trace of the Python
-        # body as it is now (the program's current objects), never called.
-        with graph_scope(), tf.variable_creator_scope(record):
-            concrete = tf.function(graph_fn.python_function).get_concrete_function(*args, **kwargs)
         graph = check(graph_scope()) if graph_error is None else None
         eager = check(eager_scope())
     finally:
         restore()
     traces = graph_fn.experimental_get_tracing_count() - count0
-    check = functools.partial(_run_mode, fn=graph_fn, args=args, kwargs=kwargs, variables=variables,
-                              repeat=repeat, restore=restore, rtol=rtol, atol=atol)
     if graph is None:
         rows = _stale_rows(eager, np)
     else:
@@ -422,6 +422,7 @@ class _ModeResult:
         self.outputs = outputs
         self.variables = variables
         self.seconds = seconds
+        self.varying = varying  # paths whose value differed on a second run from the same state
 
 
 def _run_mode(scope: Any, *, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -431,20 +432,11 @@ def _run_mode(scope: Any, *, fn: Any, args: tuple[Any, ...], kwargs: dict[str, A
 
     def run_once() -> tuple[Any, dict[str, Any], dict[str, Any]]:
         restore()
-        self.varying = varying  # paths whose value differed on a second run from the same state
         # Variables returned as outputs are read now: later calls and the
         # restore would change what they show.
         raw = _freeze(fn(*args, **kwargs))
         outputs = _flatten(raw, "output", np)
         values = {vname: np.array(var.numpy(), copy=True) for vname, var in variables.items()}
-        start = time.perf_counter()
-        for _ in range(repeat):
-            last = fn(*args, **kwargs)
-            # Reading the results waits for them (asynchronous devices): the
-            # time is that of finished work, in both modes alike.
-            _flatten(last, "output", np)
-        seconds = (time.perf_counter() - start) / repeat
-    return _ModeResult(raw, outputs, values, seconds, varying)
         return raw, outputs, values
 
     with scope:
@@ -456,6 +448,14 @@ def _run_mode(scope: Any, *, fn: Any, args: tuple[Any, ...], kwargs: dict[str, A
         varying |= {f"variables[{vname!r}]" for vname, value in values.items()
                     if not _diff(value, again_values[vname], rtol, atol, np)[1]}
         del again_raw
+        start = time.perf_counter()
+        for _ in range(repeat):
+            last = fn(*args, **kwargs)
+            # Reading the results waits for them (asynchronous devices): the
+            # time is that of finished work, in both modes alike.
+            _flatten(last, "output", np)
+        seconds = (time.perf_counter() - start) / repeat
+    return _ModeResult(raw, outputs, values, seconds, varying)
 
 
 def _variable_name(var: Any) -> str:
