@@ -1,6 +1,7 @@
 """`eagerctl demo`: the source article's three examples, and what really happens.
 
-The article (seeds/000 in the design folder) says `tf.config.run_functions_eagerly`
+The article ("Can `tf.config.run_functions_eagerly(True)` be used in Python 3?",
+January 2025) says `tf.config.run_functions_eagerly`
 switches plain ops, undecorated functions and an undecorated Keras train step
 between graph and eager execution. In TF 2 it does not: only `tf.function`s
 have two modes. Each scenario here runs the article's code with the flag off
@@ -24,6 +25,14 @@ from typing import Any, TextIO
 from ._compare import Comparison, compare
 from ._scope import eager_scope, graph_scope
 from ._status import is_eager
+
+ARTICLE = '"Can tf.config.run_functions_eagerly(True) be used in Python 3?"'
+TRY_IT = """
+The flag only ever changed how tf.function calls run, never the values they compute.
+Now try it on your code, keeping the rest of it compiled:
+  eagerctl run --debug mypkg.train:train_step train.py    one function eager, no edit
+  @eagerctl.debuggable above @tf.function                 that function eager on every call
+  with eagerctl.eager_scope(): train_step(x, y)           one block, this thread only"""
 
 PLOT_MISSING = ("eagerctl demo --plot needs matplotlib, which is not installed; "
                 "install it with: pip install 'eagerctl[plot]'  (or pip install matplotlib)")
@@ -99,7 +108,9 @@ def _body_summary(runs: list[tuple[bool, bool]], repeat: int) -> list[str]:
     graph = [executing for mode, executing in runs if not mode]
     eager = [executing for mode, executing in runs if mode]
     traced = sum(1 for executing in graph if not executing)
-    calls = repeat + 1
+    # Each mode makes the same calls, and every eager call runs the body once: count those
+    # (compare() makes `repeat` timed calls plus its compared ones).
+    calls = len(eager) or repeat + 1
     if not graph:
         graph_line = f"graph: {calls} calls ran the compiled graph; the Python body did not run"
     elif traced == len(graph):
@@ -194,18 +205,23 @@ def keras_train_step(tf: Any, repeat: int) -> Scenario:
         return loss
 
     tf.keras.utils.set_random_seed(0)
-    model, optimizer = SimpleModel(), tf.keras.optimizers.Adam()
+    model = SimpleModel()
     loss_fn = tf.keras.losses.MeanSquaredError()
     x = tf.constant([[1.0], [2.0], [3.0]])
     y = tf.constant([[2.0], [4.0], [6.0]])
+    model(x)  # build, so both runs below can start from the same weights
+    start_weights = model.get_weights()
     for label, scope in (("off", graph_scope(process=True)), ("on", eager_scope(process=True))):
         del s.body_runs[:]
+        model.set_weights(start_weights)
+        optimizer = tf.keras.optimizers.Adam()
         with scope:
             loss = train_step(model, optimizer, loss_fn, x, y)
         executing = s.body_runs[-1][1]
         s.facts.append(f"flag {label + ':':<4} loss = {float(loss):.4f}, and inside train_step "
                        f"tf.executing_eagerly() = {executing}")
     s.facts.append("train_step is not a tf.function, so the flag changes nothing: both runs were eager")
+    s.facts.append("(both runs start from the same weights and a fresh Adam, so the losses are equal)")
     s.facts.append("compiling it takes @tf.function (or Keras fit)")
     del s.body_runs[:]
     s.comparison = compare(train_step, model, optimizer, loss_fn, x, y, repeat=repeat)
@@ -257,6 +273,13 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f} ms" if seconds < 0.01 else f"{seconds * 1e3:.1f} ms"
 
 
+def _speed(slowdown: float) -> str:
+    """Eager against graph, said the way round that reads: a slowdown, or how much faster eager is."""
+    if slowdown >= 1 or slowdown <= 0:
+        return f"slowdown {slowdown:.1f}x"
+    return f"eager {1 / slowdown:.1f}x faster"
+
+
 def report(s: Scenario, index: int, total: int, repeat: int, out: TextIO) -> None:
     source = f"   ({s.source})" if s.source else ""
     print(f"\n[{index}/{total}] {s.title}{source}", file=out)
@@ -278,7 +301,7 @@ def report(s: Scenario, index: int, total: int, repeat: int, out: TextIO) -> Non
     if s.note:
         print(f"                 ({s.note})", file=out)
     print(f"  time per call  graph {_ms(c.graph_seconds)}   eager {_ms(c.eager_seconds)}   "
-          f"slowdown {c.slowdown:.1f}x", file=out)
+          f"{_speed(c.slowdown)}", file=out)
     if c.traces:
         print(f"  tracing        {c.traces}x, {c.trace_seconds * 1e3:.0f} ms, not in the times above",
               file=out)
@@ -331,8 +354,10 @@ def run(plot_path: str | None = None, out: TextIO | None = None, err: TextIO | N
     cpu = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     print(f"eagerctl demo: TensorFlow {tf.__version__}, Keras {keras_version(tf)}, "
           f"Python {platform.python_version()}, {cpu}", file=out)
-    print("Each scenario runs the article's code with tf.config.run_functions_eagerly off and on,\n"
-          "then eagerctl.compare() runs it compiled and eagerly from the same state.", file=out)
+    print(f"The article {ARTICLE} (January 2025)\n"
+          "says the flag switches plain ops and any train step between graph and eager. Each scenario\n"
+          "runs its code with tf.config.run_functions_eagerly off and on, then eagerctl.compare()\n"
+          "runs it compiled and eagerly from the same state.", file=out)
     plan: list[tuple[Callable[[Any, int], Scenario], int, str]] = [
         (plain_ops, 50, "Plain ops"),
         (square_and_gradient, 50, "square_and_gradient"),
@@ -350,9 +375,7 @@ def run(plot_path: str | None = None, out: TextIO | None = None, err: TextIO | N
             failed += 1
         scenarios.append(scenario)
         report(scenario, index, len(plan), repeat, out)
-    print(f"\nThe flag only ever changed how tf.function calls run. To debug one function without\n"
-          f"slowing the rest:\n  with eagerctl.eager_scope(): ...   or   @eagerctl.debuggable\n"
-          f"(demo took {time.perf_counter() - start:.1f} s)", file=out)
+    print(f"{TRY_IT}\n(demo took {time.perf_counter() - start:.1f} s)", file=out)
     if plot_path is not None:
         try:
             plot(scenarios, plot_path)

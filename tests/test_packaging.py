@@ -1,0 +1,102 @@
+"""What a user installs: one version everywhere, the exports, and a wheel that carries what it must.
+
+The wheel is built from a copy of the source (the checkout is shared, and a
+build writes into it), without build isolation (no network): the same
+setuptools backend pip would use. CI (.ci/run) also installs that wheel in a
+fresh venv and runs the suite against it.
+"""
+
+from __future__ import annotations
+
+import email
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import eagerctl
+from eagerctl._cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_one_version_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    from eagerctl._version import __version__
+
+    assert eagerctl.__version__ == __version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"eagerctl {__version__}\n"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject
+    assert 'version = { attr = "eagerctl._version.__version__" }' in pyproject
+    assert "\nversion = " not in pyproject.split("[tool.setuptools.dynamic]")[0]  # written nowhere else
+    assert f"## {__version__}" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_island_error_is_exported_and_is_an_eagerctl_error() -> None:
+    assert "IslandError" in eagerctl.__all__
+    assert issubclass(eagerctl.IslandError, eagerctl.EagerctlError)
+    assert issubclass(eagerctl.EagerctlError, RuntimeError)
+    assert eagerctl.__all__ == sorted(eagerctl.__all__)
+
+
+def test_license_is_apache_2() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.lstrip().startswith("Apache License\n                           Version 2.0, January 2004")
+    assert "END OF TERMS AND CONDITIONS" in text
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("build")
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "eagerctl", src / "eagerctl", ignore=shutil.ignore_patterns("__pycache__"))
+    out = src / "dist"
+    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--sdist", "--no-isolation",
+                           "--outdir", str(out), str(src)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (found,) = out.glob("eagerctl-*.whl")
+    return found
+
+
+def test_wheel_carries_py_typed_the_plugin_the_command_and_the_license(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = email.message_from_bytes(zf.read(f"{dist_info}/METADATA"))
+        entry_points = zf.read(f"{dist_info}/entry_points.txt").decode()
+    assert "eagerctl/py.typed" in names
+    assert "eagerctl/_version.py" in names
+    assert any(n.startswith(f"{dist_info}/") and n.endswith("LICENSE") for n in names), sorted(names)
+    assert "[pytest11]\neagerctl = eagerctl._pytest_plugin" in entry_points
+    assert "[console_scripts]\neagerctl = eagerctl._cli:main" in entry_points
+    assert metadata["Version"] == eagerctl.__version__
+    assert metadata["Requires-Python"] == ">=3.10"
+    urls = metadata.get_all("Project-URL") or []
+    assert {u.split(",")[0] for u in urls} >= {"Homepage", "Documentation", "Source", "Changelog"}
+    assert not any(n.startswith(("tests/", "docs/", "benchmarks/")) for n in names)
+
+
+def test_sdist_carries_the_sources_license_and_changelog(wheel: Path) -> None:
+    import tarfile
+
+    (sdist,) = wheel.parent.glob("eagerctl-*.tar.gz")
+    with tarfile.open(sdist) as tf:
+        names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
+    assert {"pyproject.toml", "README.md", "LICENSE", "eagerctl/py.typed", "eagerctl/_version.py"} <= names
+
+
+def test_installed_metadata_matches_when_installed() -> None:
+    try:
+        installed = importlib.metadata.version("eagerctl")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("eagerctl is not installed as a distribution here (run from the source tree)")
+    assert installed == eagerctl.__version__
+    plugins = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="pytest11")}
+    assert plugins.get("eagerctl") == "eagerctl._pytest_plugin"
