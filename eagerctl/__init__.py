@@ -15,6 +15,7 @@ from ._errors import EagerctlError, EagerctlWarning
 from ._hook import install as install_hook
 from ._hook import register_import_hook as _register_import_hook
 from ._hook import uninstall as uninstall_hook
+from ._ipython import load_ipython_extension, unload_ipython_extension
 from ._scope import Scope, eager_scope, graph_scope, reset
 from ._status import ScopeInfo, Status, is_eager, status
 
@@ -31,9 +32,11 @@ __all__ = [
     "graph_scope",
     "install_hook",
     "is_eager",
+    "load_ipython_extension",
     "reset",
     "status",
     "uninstall_hook",
+    "unload_ipython_extension",
 ]
 
 __version__ = "0.1.0"

@@ -215,6 +215,14 @@ class Comparison:
             lines.append("  tracing: none (already traced for these arguments)")
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:  # a table in Jupyter (rendering: eagerctl/_ipython.py)
+        from ._ipython import comparison_html
+
+        return comparison_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's terminal: str(), not repr()
+        printer.text(str(self))
+
 
 _MAX_ROWS = 30
 _MAX_OPS = 6

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _hook, _local
 from ._registry import REGISTRY
 from ._scope import LIVE_LOCAL, Activation, thread_name
@@ -86,6 +88,14 @@ class Status:
             lines.append(f"  {info.kind:<8} {mode(info.enabled):<6} {info.scope:<28} "
                          f"thread {info.thread!r} at {info.where}")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:  # a table in Jupyter (rendering: eagerctl/_ipython.py)
+        from ._ipython import status_html
+
+        return status_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's terminal: str(), not repr()
+        printer.text(str(self))
 
 
 def status() -> Status:
