@@ -359,10 +359,11 @@ class _Settings:
         _forget_allowlisted(body)
         graph = ops.get_default_graph()
         if self.island and hasattr(graph, "outer_graph") and not _is_shape_inference(graph):
-            from ._export import compile_for_export, saving
+            from ._export import compile_for_export, note_island, saving
 
             if saving():  # a SavedModel gets the compiled body: islands belong to this process
                 return compile_for_export(self.label, body, args, kwargs, _build_into_graph)
+            note_island()
             from ._island import call_as_island
 
             # An eager island: the graph gets one op that runs `call_eagerly` (the
@@ -502,8 +503,14 @@ def _build_into_graph(body: Callable[..., Any], args: tuple[Any, ...], kwargs: d
     # The proxy is an AutoGraph artifact (so AutoGraph calls the wrapper instead of
     # converting the function behind its back); convert the body here, as AutoGraph would
     # have converted the undecorated function in this context.
-    if ag_ctx.control_status_ctx().status == ag_ctx.Status.ENABLED:
-        return api.converted_call(body, args, kwargs, options=converter.ConversionOptions(recursive=True))
+    ctx = ag_ctx.control_status_ctx()
+    if ctx.status == ag_ctx.Status.ENABLED:
+        # The caller's options, as AutoGraph passes them on a call (no optional features unless the
+        # tf.function asked: `Feature.ALL`, the class default, would rewrite `list.append`).
+        caller = getattr(ctx, "options", None)
+        options = (caller.call_options() if caller is not None
+                   else converter.ConversionOptions(recursive=True, optional_features=None))
+        return api.converted_call(body, args, kwargs, options=options)
     return body(*args, **kwargs)
 
 

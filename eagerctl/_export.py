@@ -1,0 +1,147 @@
+"""Saving code that contains eager islands: the export gets the compiled body.
+
+An island is an op that calls back into the Python process that built it (TF's
+`EagerPyFunc` with a token into that process's registry). Saved as it is, a
+SavedModel loads anywhere and fails when it runs in any other process ("Could
+not find callback with key=pyfunc_N"). So while TensorFlow saves
+(`tf.saved_model.save`, Keras `model.export()` and Keras 2's SavedModel
+`model.save`), a `@debuggable` reached by tracing builds its body into the
+graph, as the undecorated function would be, and one `EagerctlWarning` per save
+says so.
+
+Functions already traced with islands before the save are covered too: TF
+retraces every `tf.function` it saves inside its save context, whose options
+are part of the tracing cache key (`function_context.make_function_context`),
+so the save never reuses a graph traced outside it. A `ConcreteFunction` got
+before the save and passed as a signature (`signatures=f.get_concrete_function(
+spec)`, Keras `ExportArchive` endpoints without an input signature) is the one
+thing TF saves as it is. For those, `note_island` remembers, for every graph
+being traced when an island is built, the Python function TF traces it from
+(`func_graph_from_py_func`'s argument, the same in TF 2.13 to 2.21); at save
+time `_canonicalize_signatures` (wrapping TF's `canonicalize_signatures`,
+installed the first time an island is built) retraces such a signature from
+that function and its input signature, inside the save context, so it too
+gets the compiled body.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import EagerctlError, EagerctlWarning
+
+_SAVE_CONTEXT = "tensorflow.python.saved_model.save_context"
+
+_lock = threading.Lock()
+_warned_for: Any = None  # the SaveOptions of the last save that warned (one warning per save)
+# Graph with an island (traced from a tf.function) -> the Python function TF traced it from.
+_sources: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
+_original_canonicalize: Callable[..., Any] | None = None
+
+
+def saving() -> bool:
+    """Whether this thread is inside `tf.saved_model.save` (TF's save context)."""
+    module = sys.modules.get(_SAVE_CONTEXT)
+    return module is not None and bool(module.in_save_context())
+
+
+def compile_for_export(label: str, body: Callable[..., Any], args: tuple[Any, ...],
+                       kwargs: dict[str, Any], build: Callable[..., Any]) -> Any:
+    """Build `body` into the graph TF traces for a save, with one warning per save."""
+    global _warned_for
+    from tensorflow.python.saved_model import save_context
+
+    options = save_context.get_save_options()
+    with _lock:
+        first, _warned_for = _warned_for is not options, options
+    if first:
+        from ._debuggable import _user_stacklevel
+
+        warnings.warn(
+            f"@debuggable {label}: the model being saved gets its compiled body, not an eager island "
+            "(islands belong to the running process: the saved model runs compiled wherever it is "
+            "loaded, without eagerctl); in this process the island is unchanged",
+            EagerctlWarning, stacklevel=_user_stacklevel(),
+        )
+    try:
+        return build(body, args, kwargs)
+    except Exception as exc:
+        raise EagerctlError(
+            f"@debuggable {label} could not be compiled into the model being saved "
+            f"({type(exc).__name__}: {exc}). An export holds the compiled body (an eager island "
+            "cannot run outside this process), so its body must trace as a tf.function body does: "
+            "guard eager-only code (.numpy(), print of values, pdb) with `if tf.executing_eagerly():`"
+        ) from exc
+
+
+def note_island() -> None:
+    """An island is being built: remember how to retrace the graphs being traced around it."""
+    from tensorflow.python.framework import func_graph
+
+    code = func_graph.func_graph_from_py_func.__code__
+    frame = sys._getframe(1)
+    with _lock:
+        while frame is not None:
+            if frame.f_code is code:
+                local = frame.f_locals
+                graph, python_func = local.get("func_graph"), local.get("python_func")
+                if graph is not None and python_func is not None:
+                    _sources[graph] = python_func
+            frame = frame.f_back  # type: ignore[assignment]
+    if _original_canonicalize is None:
+        install()
+
+
+def install() -> None:
+    """Wrap TF's `canonicalize_signatures` so that signatures traced with islands are retraced."""
+    global _original_canonicalize
+    from tensorflow.python.saved_model import signature_serialization
+
+    with _lock:
+        if _original_canonicalize is None:
+            _original_canonicalize = signature_serialization.canonicalize_signatures
+            signature_serialization.canonicalize_signatures = _canonicalize_signatures
+
+
+def uninstall() -> None:
+    """Put TF's `canonicalize_signatures` back (tests; harmless to leave installed)."""
+    global _original_canonicalize
+    from tensorflow.python.saved_model import signature_serialization
+
+    with _lock:
+        if _original_canonicalize is not None:
+            signature_serialization.canonicalize_signatures = _original_canonicalize
+            _original_canonicalize = None
+
+
+def _canonicalize_signatures(signatures: Any) -> Any:
+    original = _original_canonicalize
+    assert original is not None  # installed before it can be called
+    if signatures is not None and _sources:
+        from collections.abc import Mapping
+
+        if isinstance(signatures, Mapping):
+            signatures = {key: _retraced(value) for key, value in signatures.items()}
+        else:
+            signatures = _retraced(signatures)
+    return original(signatures)
+
+
+def _retraced(signature: Any) -> Any:
+    """`signature` itself, or, for a ConcreteFunction traced with an island, a compiled retrace."""
+    graph = getattr(signature, "graph", None)
+    python_func = _sources.get(graph) if graph is not None else None
+    if python_func is None:
+        return signature
+    import tensorflow as tf
+
+    args, kwargs = signature.structured_input_signature
+    # AutoGraph was applied (or not) when TF made `python_func`; inside the save context every
+    # @debuggable it calls builds its compiled body (`compile_for_export`).
+    retrace = tf.function(python_func, autograph=False, reduce_retracing=False)
+    return retrace.get_concrete_function(*args, **kwargs)
