@@ -7,6 +7,7 @@ when TF is imported or at first use.
 from __future__ import annotations
 
 # -- compare (issue 4) --
+from ._bisect import Bisection, bisect
 from ._compare import Comparison, compare
 
 # -- debuggable (issue 3) --
@@ -20,12 +21,14 @@ from ._scope import Scope, eager_scope, graph_scope, reset
 from ._status import ScopeInfo, Status, is_eager, status
 
 __all__ = [
+    "Bisection",
     "Comparison",
     "EagerctlError",
     "EagerctlWarning",
     "Scope",
     "ScopeInfo",
     "Status",
+    "bisect",
     "compare",
     "debuggable",
     "eager_scope",
