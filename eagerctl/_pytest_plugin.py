@@ -12,40 +12,59 @@ What it adds:
   process scope entered before its fixtures are set up and exited after they
   are torn down. The nearest marker wins (function over class over module).
 - Fixture `tf_mode`: `"eager"` or `"graph"`, the mode this test runs in.
-- A guard: a test that changes `tf.config.run_functions_eagerly` and does not
-  restore it (by the end of its teardown) errors at teardown with a message
-  naming it, and the flag is put back. Turn it off with the ini option
-  `tf_flag_guard = false`.
+- A guard (`--tf-flag-guard` / ini `tf_flag_guard`: `warn`, the default,
+  `error` or `off`). After each test's teardown it looks for what the test left
+  behind:
+  - eagerctl scopes still active: reported as what they are (the scope, where
+    it was entered) and exited, so the next test runs as it would alone;
+  - TensorFlow's flag (`tf.config.run_functions_eagerly`) changed and not
+    restored: `warn` reports it and changes nothing (the plugin is active in
+    every session of an environment where eagerctl is installed, and must not
+    change the results of a project that did not ask for it, such as
+    TensorFlow's own tests, which set the flag in one test and reset it in the
+    next `setUp`); `error` fails the test's teardown and restores the flag.
+  What a fixture wider than a function (class, module, package, session)
+  enters or sets belongs to that fixture: it is checked when the fixture is
+  torn down and reported under the fixture's name, never blamed on a test.
 
 Loading the plugin never imports TensorFlow: only `--tf-eager`/`--tf-graph`,
 a marker, or the `tf_mode` fixture of an unmarked test do, and the guard reads
-the flag only when TensorFlow is already imported.
+eagerctl's state only when TensorFlow is already imported.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Generator
-from typing import Literal
+import threading
+import warnings
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pytest
 
-from . import _hook
-from ._errors import EagerctlError
+from . import _hook, _local
+from ._errors import EagerctlError, EagerctlWarning
 from ._scope import Scope, eager_scope
 
 Mode = Literal["eager", "graph"]
+# A scope's activation, as eagerctl's stack and registry hold it: read here
+# through `scope`, `value`, `thread`, `task`, `describe()` and `exit()`.
+Activation = Any
+Guard = Literal["warn", "error", "off"]
 
 MARKERS: dict[str, Mode | None] = {"tf_eager": "eager", "tf_graph": "graph", "tf_both_modes": None}
 PARAM = "_eagerctl_tf_mode"  # private fixture parametrized by `tf_both_modes`
 IDS = {"eager": "tf-eager", "graph": "tf-graph"}
 GUARD_INI = "tf_flag_guard"
+GUARD_OPTION = "--tf-flag-guard"
+GUARD_MODES: tuple[Guard, ...] = ("warn", "error", "off")
 
 _session_scope = pytest.StashKey[Scope]()
 _session_mode = pytest.StashKey[Mode]()
+_guard = pytest.StashKey[Guard]()
 _item_scope = pytest.StashKey[Scope]()
 _item_mode = pytest.StashKey[Mode | None]()
-_flag_before = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,10 +77,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tf-graph", action="store_const", const="graph", dest="eagerctl_mode_graph", default=None,
         help="run every tf.function of the session compiled (a process scope: all threads)",
     )
+    group.addoption(
+        GUARD_OPTION, choices=GUARD_MODES, dest="eagerctl_guard", default=None,
+        help="a test that leaves an eagerctl scope active or tf.config.run_functions_eagerly "
+             "changed: warn (default; scopes are exited, the flag is left as it is), error "
+             "(fail its teardown and restore everything) or off (ini: tf_flag_guard)",
+    )
     parser.addini(
-        GUARD_INI, type="bool", default=True,
-        help="fail a test that changes tf.config.run_functions_eagerly without restoring it "
-             "(default: true)",
+        GUARD_INI, type="string", default="warn",
+        help="warn (default), error or off: what to do with a test that leaves an eagerctl "
+             "scope active or tf.config.run_functions_eagerly changed (see --tf-flag-guard)",
+    )
+
+
+def _guard_mode(config: pytest.Config) -> Guard:
+    option: Guard | None = config.getoption("eagerctl_guard", None)
+    if option is not None:
+        return option
+    value = str(config.getini(GUARD_INI)).strip().lower()
+    if value == "false":  # the option's earlier, boolean spelling
+        return "off"
+    for mode in GUARD_MODES:
+        if value == mode:
+            return mode
+    raise pytest.UsageError(
+        f"{GUARD_INI} = {config.getini(GUARD_INI)!r} in the pytest ini options: expected one of "
+        f"{', '.join(GUARD_MODES)} (warn is the default)"
     )
 
 
@@ -71,6 +112,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "tf_both_modes: run this test twice, ids [tf-eager] and [tf-graph] (eagerctl)"
     )
+    config.stash[_guard] = _guard_mode(config)
+    config.stash[_owned] = {}
     eager = config.getoption("eagerctl_mode", None)
     graph = config.getoption("eagerctl_mode_graph", None)
     if eager and graph:
@@ -93,6 +136,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[_session_scope]
 
 
+def _keep_session_scope(config: pytest.Config) -> None:
+    """Enter `--tf-eager`/`--tf-graph`'s scope again if a test ended it (`eagerctl.reset()`)."""
+    scope = config.stash.get(_session_scope, None)
+    if scope is None or any(act.scope is scope for act in _state().process):
+        return
+    try:
+        scope.__exit__(None, None, None)  # a scope `reset()` removed exits quietly
+    except EagerctlError:
+        pass
+    scope.__enter__()
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     mode = config.stash.get(_session_mode, None)
     return None if mode is None else f"eagerctl: every tf.function runs {mode} (--tf-{mode})"
@@ -111,12 +166,22 @@ def _nearest_markers(item: pytest.Item) -> tuple[str, list[str]]:
 
 
 def _marker_mode(item: pytest.Item) -> Mode | None:
-    """The mode the nearest eagerctl marker forces; None for tf_both_modes or no marker."""
+    """The mode the nearest eagerctl marker forces; None for no marker."""
     where, names = _nearest_markers(item)
     if len(names) > 1:
         pytest.fail(
             f"{item.nodeid}: markers {', '.join(names)} exclude each other "
             f"(both on {where!r}); keep one of them",
+            pytrace=False,
+        )
+    if names == ["tf_both_modes"]:
+        # Parametrized items take their mode from the parameter (`_forced_mode`),
+        # so this one was never parametrized: running it once, in whatever mode,
+        # would pass off one mode as both.
+        pytest.fail(
+            f"{item.nodeid}: tf_both_modes cannot run this test in both modes: pytest does not "
+            f"parametrize it (unittest.TestCase methods, and marks added after collection, are "
+            f"not parametrized); mark it tf_eager or tf_graph, or write it as a test function",
             pytrace=False,
         )
     return MARKERS[names[0]] if names else None
@@ -155,7 +220,7 @@ def tf_mode(request: pytest.FixtureRequest) -> Mode:
     """The mode this test's `tf.function`s run in: ``"eager"`` or ``"graph"``.
 
     Set by a marker (`tf_eager`, `tf_graph`, `tf_both_modes`) or by
-    `--tf-eager`/`--tf-graph`; otherwise TensorFlow's flag as the test starts.
+    `--tf-eager`/`--tf-graph`; otherwise the effective mode as the test starts.
 
     Example::
 
@@ -171,13 +236,127 @@ def tf_mode(request: pytest.FixtureRequest) -> Mode:
     return "eager" if is_eager() else "graph"
 
 
+# -- what eagerctl's core holds, read without importing TensorFlow ----------------------
+
+
+@dataclass(frozen=True)
+class _State:
+    """Which scopes are active, and TF's flag as eagerctl's scopes leave it."""
+
+    baseline: bool | None  # the flag with no process scope active; None: TF not imported
+    flag: bool | None  # the flag itself
+    here: tuple[Activation, ...]  # local scopes in force in this context (the test's), innermost first
+    local: frozenset[Activation]  # local scopes active in any thread, task or context
+    process: tuple[Activation, ...]  # process scopes, oldest first
+
+    def all(self) -> frozenset[Activation]:
+        return self.local | frozenset(self.process)
+
+    @property
+    def overridden(self) -> bool:
+        """A direct write holds the flag against the newest process scope (until the next scope operation)."""
+        return bool(self.process) and self.flag != self.process[-1].value
+
+
+def _tf_loaded() -> bool:
+    return _hook.flag_module is not None and _hook.FLAG_MODULE in sys.modules
+
+
+def _live_local() -> list[dict[Any, None]]:
+    """eagerctl's records of the local scopes entered and not yet exited, in every context."""
+    from . import _scope
+
+    return [d for d in (getattr(_local, "LIVE", None), getattr(_scope, "LIVE_LOCAL", None)) if d is not None]
+
+
+def _is_scope(entry: Any) -> bool:
+    """A scope's activation still in force (not TF's own internal frames, not left or reset)."""
+    return (getattr(entry, "scope", None) is not None and entry.value is not None
+            and not getattr(entry, "retired", False))
+
+
+def _state() -> _State:
+    here: list[Any] = []
+    entry: Any = _local.STACK.get()
+    while entry is not None:
+        act = getattr(entry, "activation", entry)
+        if _is_scope(act):
+            here.append(act)
+        entry = entry.below
+    local = frozenset(a for live in _live_local() for a in live.copy() if _is_scope(a))
+    if not _tf_loaded():
+        return _State(None, None, tuple(here), local, ())
+    from ._registry import REGISTRY
+
+    baseline, process = REGISTRY.snapshot()
+    flag = _hook.read_flag()
+    acts = tuple(a for a in process if _is_scope(a))
+    return _State(flag if not acts else baseline, flag, tuple(here), local, acts)
+
+
+def _set_baseline(value: bool) -> None:
+    """Put TF's flag back to `value` as anyone outside eagerctl would, under any process scopes."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(value)
+    process = _state().process
+    if process and _hook.read_flag() != process[-1].value:
+        # A direct write lands in the flag itself, over the newest process scope;
+        # one registry round trip adopts it as the baseline and puts the newest
+        # scope's value back.
+        with eager_scope(bool(process[-1].value), process=True):
+            pass
+
+
+def _thread_alive(ident: int) -> bool:
+    return any(t.ident == ident for t in threading.enumerate())
+
+
+def _task_done(task: object) -> bool:
+    done = getattr(task, "done", None)
+    return bool(done()) if done is not None else False
+
+
+def _exit(act: Activation) -> None:
+    scope = act.scope
+    if scope._activation is act:
+        scope.__exit__(None, None, None)  # the object is reusable afterwards
+    else:
+        act.exit()  # a decorated call's activation
+
+
 # -- the per-test scope and the guard ---------------------------------------------
 
 
-def _read_flag() -> bool | None:
-    """TF's process flag, or None when TensorFlow is not imported (never imports it)."""
-    module = sys.modules.get(_hook.FLAG_MODULE)
-    return None if module is None else bool(getattr(module, "RUN_FUNCTIONS_EAGERLY", False))
+@dataclass
+class _Watch:
+    """What the guard compares a test (or a wider fixture) against."""
+
+    who: str  # "tests/test_x.py::test_y" or "fixture 'model' (session scope)"
+    start: _State
+    expected: bool  # the flag the test should leave: as at its start, moved by wider fixtures
+    since: str = "when the test started"
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Owned:
+    """What a fixture wider than a function entered or set while it was set up."""
+
+    acts: frozenset[Activation]
+    flag: tuple[bool, bool] | None  # (before, after) its setup, when its setup changed it
+
+
+_current = pytest.StashKey[_Watch]()
+# The flag's value before a leak the guard reported and left in place (`warn`):
+# the test that puts it back (TensorFlow's tests do, in the next setUp) is not blamed.
+_clean = pytest.StashKey[bool]()
+_owned = pytest.StashKey[dict[Any, _Owned]]()
+
+
+def _exempt(config: pytest.Config) -> frozenset[Activation]:
+    owned = config.stash.get(_owned, {})
+    return frozenset().union(*(o.acts for o in owned.values()))
 
 
 # Innermost wrappers (trylast): the scope spans exactly the fixtures' setup,
@@ -185,10 +364,12 @@ def _read_flag() -> bool | None:
 # and logging wrappers like any setup or teardown error.
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    if item.config.getini(GUARD_INI):
-        before = _read_flag()
+    _keep_session_scope(item.config)
+    if item.config.stash[_guard] != "off":
+        start = _state()
         # TF imported by the test itself starts with its default, False.
-        item.stash[_flag_before] = False if before is None else before
+        expected = False if start.baseline is None else start.baseline
+        item.config.stash[_current] = _Watch(item.nodeid, start, expected)
     mode = _forced_mode(item)
     if mode is None:
         session_mode = item.config.stash.get(_session_mode, None)
@@ -203,45 +384,164 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
 
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
-    guard = bool(item.config.getini(GUARD_INI))
     try:
         result = yield
     except BaseException:
-        _end_test(item, guard)  # the teardown's own error is the one to report
+        _end_test(item)  # the teardown's own error is the one to report
         raise
-    problem = _end_test(item, guard)
-    if problem:
-        pytest.fail(problem, pytrace=False)
+    _end_test(item, report=True)
     return result
 
 
-def _end_test(item: pytest.Item, guard: bool) -> str | None:
-    """Exit the test's scope and restore a flag the test left changed; describe the leak."""
-    leaked: bool | None = None
-    start = item.stash.get(_flag_before, None)
+def _end_test(item: pytest.Item, report: bool = False) -> None:
+    """Exit the test's marker scope, then check and clean what the test left behind."""
     scope = item.stash.get(_item_scope, None)
     if scope is not None and scope.active:
-        start = scope.enabled
-        now = _read_flag()
-        if guard and now is not None and now != scope.enabled:
-            # Undo the test's write before the scope exits: the registry would
-            # otherwise adopt it as the new baseline, hidden behind any
-            # session scope, and leak it past the session.
-            leaked = now
-            _hook.write_flag(scope.enabled)
-        scope.__exit__(None, None, None)
-    if guard:
-        before = item.stash.get(_flag_before, None)
-        after = _read_flag()
-        if before is not None and after is not None and after != before:
-            leaked = after if leaked is None else leaked
-            start = before if scope is None else start
-            _hook.write_flag(before)
-    if leaked is None:
-        return None
-    return (
-        f"{item.nodeid} set tf.config.run_functions_eagerly({leaked}) and did not restore it "
-        f"(it was {start} when the test started); eagerctl has restored it. Use `with "
-        f"eagerctl.eager_scope():`, or restore the flag in a finally block or fixture teardown; "
-        f"`{GUARD_INI} = false` in the pytest ini options turns this check off"
-    )
+        try:
+            scope.__exit__(None, None, None)
+        except EagerctlError:
+            pass  # already gone: the test ended every scope (eagerctl.reset())
+    watch = item.config.stash.get(_current, None)
+    if watch is None:
+        return
+    del item.config.stash[_current]
+    guard = item.config.stash[_guard]
+    _check(item.config, watch, restore_flag=guard == "error")
+    if report and watch.problems:
+        _report(item, guard, watch.problems)
+
+
+def _check(config: pytest.Config, watch: _Watch, restore_flag: bool) -> None:
+    """Find what was left active or changed since `watch.start`; clean it; add to `watch.problems`."""
+    now = _state()
+    left = now.all() - watch.start.all() - _exempt(config)
+    here = [a for a in now.here if a in left]  # innermost first: exits in order
+    # The test's own context, then process scopes (exitable from any thread).
+    for act in [*here, *(a for a in now.process if a in left)]:
+        text = f"{watch.who} left {act.scope!r} active ({act.describe()})"
+        try:
+            _exit(act)
+        except EagerctlError as exc:
+            watch.problems.append(f"{text}; eagerctl could not exit it: {exc}")
+        else:
+            watch.problems.append(f"{text}; eagerctl has exited it")
+    for act in [a for a in now.local if a in left and a not in here]:
+        watch.problems.append(_left_elsewhere(watch.who, act))
+    end = _state()
+    leaked: tuple[bool | None, bool] | None = None
+    clean = config.stash.get(_clean, None)
+    if clean is not None and end.baseline == clean:
+        del config.stash[_clean]  # put back: by this test, or by a fixture
+    elif end.baseline is not None and end.baseline != watch.expected:
+        leaked = (end.baseline, watch.expected)
+        if not restore_flag:
+            config.stash[_clean] = watch.expected
+    elif end.overridden and not watch.start.overridden:
+        leaked = (end.flag, bool(end.process[-1].value))
+    if leaked is not None:
+        watch.problems.append(
+            f"{watch.who} set tf.config.run_functions_eagerly({leaked[0]}) and did not restore it "
+            f"(it was {leaked[1]} {watch.since}); "
+            + ("eagerctl has restored it" if restore_flag else "later tests run with it")
+        )
+        if restore_flag:
+            _set_baseline(watch.expected)
+
+
+def _left_elsewhere(who: str, act: Activation) -> str:
+    """A local scope left active in another thread, task or context: report it; drop it if it is gone."""
+    text = f"{who} left {act.scope!r} active ({act.describe()})"
+    gone = "its asyncio task has finished" if act.task is not None and _task_done(act.task) else (
+        "its thread has finished" if not _thread_alive(act.thread) else None)
+    if gone is not None:
+        # Nothing can ever exit it, and it is in force nowhere: stop counting it.
+        for live in _live_local():
+            live.pop(act, None)
+        return f"{text}; {gone}, so it is in force nowhere and eagerctl has dropped it"
+    where = "that thread" if act.thread != threading.get_ident() else "that context"
+    return (f"{text}; a local scope can only be exited where it was entered, so it stays in force "
+            f"in {where} until code there exits it")
+
+
+_FIX = ("Exit every scope you enter (a `with` block or the decorator form does it for you), and "
+        "restore tf.config.run_functions_eagerly in a finally block or fixture teardown, or use "
+        "`with eagerctl.eager_scope():` instead")
+
+
+def _report(item: pytest.Item, guard: Guard, problems: Iterable[str]) -> None:
+    if guard == "error":
+        fix = f"{_FIX}. {GUARD_OPTION}=warn makes this a warning"
+        pytest.fail("\n".join([*problems, fix]), pytrace=False)
+    for problem in problems:
+        _warn(item, f"{problem}. {_FIX}. {GUARD_OPTION}=error makes this an error that restores "
+                    f"the flag; {GUARD_OPTION}=off turns the check off")
+
+
+def _warn(item: pytest.Item | None, text: str) -> None:
+    """Warn, located at the test; never an error, even where warnings filters make warnings errors."""
+    if item is not None:
+        path, lineno, _ = item.reportinfo()
+        filename, line = str(path), (lineno or 0) + 1
+    else:
+        filename, line = __file__, 1
+    try:
+        warnings.warn_explicit(text, EagerctlWarning, filename, line, module="eagerctl")
+    except EagerctlWarning as exc:
+        # `-W error` or `filterwarnings = error` of a project that never asked for
+        # this plugin must not turn its tests into errors: show it as a warning.
+        if item is None:
+            sys.stderr.write(f"{filename}:{line}: EagerctlWarning: {text}\n")
+            return
+        item.ihook.pytest_warning_recorded.call_historic(kwargs={
+            "warning_message": warnings.WarningMessage(exc, EagerctlWarning, filename, line),
+            "nodeid": item.nodeid, "when": "runtest", "location": None,
+        })
+
+
+# -- fixtures wider than a function own what they enter --------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Generator[None, object, object]:
+    config = request.config
+    if fixturedef.scope == "function" or config.stash[_guard] == "off":
+        return (yield)
+    before = _state()
+    try:
+        return (yield)
+    finally:
+        after = _state()
+        acts = after.all() - before.all()
+        flag = None
+        if after.baseline is not None and after.baseline != (before.baseline or False):
+            flag = (before.baseline or False, after.baseline)
+            watch = config.stash.get(_current, None)
+            if watch is not None:
+                watch.expected = after.baseline
+        if acts or flag:
+            config.stash[_owned][fixturedef] = _Owned(acts, flag)
+
+
+def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureRequest) -> None:
+    config = request.config
+    owned = config.stash.get(_owned, {}).pop(fixturedef, None)
+    if owned is None:
+        return
+    guard = config.stash[_guard]
+    now = _state()
+    # Compare with the state just before its teardown, less what it entered:
+    # only its own scopes count, and the flag only if its setup changed it.
+    left_set = owned.flag is not None and now.baseline == owned.flag[1]
+    expected = owned.flag[0] if left_set and owned.flag else bool(now.baseline)
+    start = _State(None, None, (), now.all() - owned.acts, ())
+    check = _Watch(f"fixture {fixturedef.argname!r} ({fixturedef.scope} scope)", start, expected,
+                   since="before it was set up")
+    _check(config, check, restore_flag=guard == "error")
+    watch = config.stash.get(_current, None)
+    if watch is not None:
+        if owned.flag is not None:
+            watch.expected = bool(_state().baseline)  # what the test's end is compared with
+        watch.problems.extend(check.problems)
+    else:  # torn down outside any test (the session ended early)
+        for problem in check.problems:
+            _warn(None, f"{problem}. {_FIX}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -104,7 +105,9 @@ def test_markers_force_the_mode_of_every_call(tfdir: pytest.Pytester) -> None:
         def test_graph(probe, tf_mode):
             tf.config.run_functions_eagerly(True)
             try:
-                assert (probe(), tf_mode) == ("eager", "graph")  # a direct write still wins
+                # The marker's process scope keeps deciding: the write becomes the
+                # baseline, in force once the last process scope exits.
+                assert (probe(), tf_mode) == ("graph", "graph")
             finally:
                 tf.config.run_functions_eagerly(False)
             assert probe() == "graph"
@@ -292,13 +295,30 @@ def test_conflicting_markers_error_naming_the_test(tfdir: pytest.Pytester) -> No
     ])
 
 
-def _guard_message(nodeid: str, leaked: bool, start: bool) -> str:
+FIX = (
+    "Exit every scope you enter (a `with` block or the decorator form does it for you), and "
+    "restore tf.config.run_functions_eagerly in a finally block or fixture teardown, or use "
+    "`with eagerctl.eager_scope():` instead"
+)
+ERROR_FIX = f"{FIX}. --tf-flag-guard=warn makes this a warning"
+WARN_FIX = (
+    f"{FIX}. --tf-flag-guard=error makes this an error that restores the flag; "
+    "--tf-flag-guard=off turns the check off"
+)
+
+
+def _flag_message(who: str, leaked: bool, start: bool, restored: bool) -> str:
     return (
-        f"{nodeid} set tf.config.run_functions_eagerly({leaked}) and did not restore it "
-        f"(it was {start} when the test started); eagerctl has restored it. Use `with "
-        "eagerctl.eager_scope():`, or restore the flag in a finally block or fixture teardown; "
-        "`tf_flag_guard = false` in the pytest ini options turns this check off"
+        f"{who} set tf.config.run_functions_eagerly({leaked}) and did not restore it "
+        f"(it was {start} when the test started); "
+        + ("eagerctl has restored it" if restored else "later tests run with it")
     )
+
+
+def _warnings(result: pytest.RunResult) -> str:
+    """The warnings summary as one string (pytest wraps nothing there)."""
+    out = result.stdout.str()
+    return out[out.index("warnings summary"):] if "warnings summary" in out else ""
 
 
 GUARDED = """
@@ -329,17 +349,19 @@ def test_still_restored():
 """
 
 
-def test_guard_fails_a_test_that_leaks_the_flag(tfdir: pytest.Pytester) -> None:
+@pytest.mark.parametrize("how", [["--tf-flag-guard=error"], ["-o", "tf_flag_guard=error"]])
+def test_guard_error_mode_fails_a_test_that_leaks_the_flag(tfdir: pytest.Pytester, how: list[str]) -> None:
     tfdir.makepyfile(test_guard=GUARDED)
-    result = run(tfdir)
+    result = run(tfdir, *how)
     result.assert_outcomes(passed=5, errors=2)
     lines = result.stdout.lines
     for name in ["test_leaks", "test_leaks_under_marker"]:
-        assert _guard_message(f"test_guard.py::{name}", True, False) in lines
+        assert _flag_message(f"test_guard.py::{name}", True, False, restored=True) in lines
+    assert ERROR_FIX in lines
     result.stdout.fnmatch_lines(["ERROR test_guard.py::test_leaks - Failed: test_guard.py::test_leaks set *"])
 
 
-def test_guard_under_session_scope_and_marker(tfdir: pytest.Pytester) -> None:
+def test_guard_error_mode_under_session_scope_and_marker(tfdir: pytest.Pytester) -> None:
     # The write happens inside two process scopes: the registry would adopt it
     # as its baseline and hand it back when the session ends.
     tfdir.makepyfile(
@@ -354,32 +376,82 @@ def test_guard_under_session_scope_and_marker(tfdir: pytest.Pytester) -> None:
         def test_leaks_false():
             tf.config.run_functions_eagerly(False)
 
-        def test_session_mode_intact():
+        def test_session_mode_intact(probe):
+            assert probe() == "eager"
             assert tf.config.functions_run_eagerly()
         """
     )
-    result = run(tfdir, "--tf-eager")
-    result.assert_outcomes(passed=3, errors=2)
+    result = run(tfdir, "--tf-eager", "--tf-flag-guard=error")
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] == 3
     lines = result.stdout.lines
-    assert _guard_message("test_guard.py::test_leaks_under_marker", True, False) in lines
-    assert _guard_message("test_guard.py::test_leaks_false", False, True) in lines
+    assert _flag_message("test_guard.py::test_leaks_under_marker", True, False, restored=True) in lines
+    # Writing False under --tf-eager holds the flag against the session scope
+    # only while a direct write reaches TF's flag over eagerctl's process
+    # scopes; where eagerctl routes such writes to its baseline (False, as it
+    # was) nothing leaked. Either way the next test ran eagerly.
+    false_leak = _flag_message("test_guard.py::test_leaks_false", False, True, restored=True)
+    assert outcomes["errors"] == 1 + (false_leak in lines)
 
 
-def test_guard_off_by_ini_option(tfdir: pytest.Pytester) -> None:
-    tfdir.makeini("[pytest]\ntf_flag_guard = false\n")
+def test_guard_default_warns_naming_the_test_and_changes_nothing(tfdir: pytest.Pytester) -> None:
     tfdir.makepyfile(
-        """
+        test_guard="""
         import tensorflow as tf
 
         def test_leaks():
             tf.config.run_functions_eagerly(True)
 
-        def test_sees_leak():
+        def test_sees_the_leak_as_without_the_plugin(probe):
             assert tf.config.functions_run_eagerly()
+            assert probe() == "eager"
             tf.config.run_functions_eagerly(False)
         """
     )
-    run(tfdir).assert_outcomes(passed=2)
+    result = run(tfdir)
+    result.assert_outcomes(passed=2, warnings=1)
+    warned = _warnings(result)
+    assert "test_guard.py::test_leaks\n" in warned
+    message = _flag_message("test_guard.py::test_leaks", True, False, restored=False)
+    assert f"EagerctlWarning: {message}. {WARN_FIX}" in warned
+    # The second test restored what the first leaked: it is not blamed.
+    assert "test_sees_the_leak_as_without_the_plugin set" not in warned
+
+
+@pytest.mark.parametrize(
+    "how", [["--tf-flag-guard=off"], ["-o", "tf_flag_guard=off"], ["-o", "tf_flag_guard=false"]]
+)
+def test_guard_off(tfdir: pytest.Pytester, how: list[str]) -> None:
+    tfdir.makepyfile(
+        """
+        import tensorflow as tf
+        import eagerctl
+
+        def test_leaks():
+            tf.config.run_functions_eagerly(True)
+            eagerctl.eager_scope(False).__enter__()
+
+        def test_sees_leak(probe):
+            assert tf.config.functions_run_eagerly()
+            assert probe() == "graph"
+            eagerctl.reset()
+            tf.config.run_functions_eagerly(False)
+        """
+    )
+    result = run(tfdir, *how)
+    result.assert_outcomes(passed=2)
+    assert "EagerctlWarning" not in result.stdout.str()
+
+
+def test_guard_bad_ini_value_is_a_usage_error(tfdir: pytest.Pytester) -> None:
+    tfdir.makeini("[pytest]\ntf_flag_guard = loud\n")
+    tfdir.makepyfile("def test_x(): pass")
+    result = run(tfdir)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: tf_flag_guard = 'loud' in the pytest ini options: expected one of warn, error, off "
+        "(warn is the default)"
+    ])
 
 
 def test_guard_does_not_hide_a_teardown_error(tfdir: pytest.Pytester) -> None:
@@ -401,7 +473,7 @@ def test_guard_does_not_hide_a_teardown_error(tfdir: pytest.Pytester) -> None:
             assert not tf.config.functions_run_eagerly()
         """
     )
-    result = run(tfdir)
+    result = run(tfdir, "--tf-flag-guard=error")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["E       ValueError: teardown broke"])
     assert not re.search("did not restore it", result.stdout.str())
@@ -456,3 +528,89 @@ def test_session_option_without_tensorflow_is_a_usage_error(pytester: pytest.Pyt
         "tensorflow halted; None in sys.modules); install it with: pip install tensorflow  "
         "(or tensorflow-cpu on a machine without a GPU)"
     ])
+# -- leaked scopes ------------------------------------------------------------------
+
+
+def _scope_message(
+    who: str, scope: str, where: str, thread: str = "MainThread", then: str = "eagerctl has exited it"
+) -> str:
+    return f"{who} left {scope} active (entered at {where} in thread {thread!r}); {then}"
+
+
+LEAKS = """
+import pytest
+import tensorflow as tf
+import eagerctl
+
+def test_leaks_local(probe):
+    eagerctl.eager_scope().__enter__()  # leak-local
+    assert probe() == "eager"
+
+def test_innocent_after_local(probe):
+    assert probe() == "graph"
+    assert eagerctl.status().scopes == ()
+
+def test_leaks_process(probe):
+    eagerctl.eager_scope(process=True).__enter__()  # leak-process
+
+@pytest.mark.tf_graph
+def test_innocent_marked(probe):
+    assert probe() == "graph"
+
+def test_innocent_after_process(probe):
+    assert (probe(), tf.config.functions_run_eagerly()) == ("graph", False)
+    assert eagerctl.status().scopes == ()
+
+@eagerctl.graph_scope()
+def helper():
+    eagerctl.eager_scope(process=True).__enter__()  # leak-in-helper
+
+def test_leaks_both_kinds():
+    scope = eagerctl.graph_scope()
+    scope.__enter__()  # leak-graph
+    helper()
+
+def test_innocent_last(probe):
+    assert probe() == "graph"
+    assert eagerctl.status().scopes == ()
+"""
+
+
+def _line_of(path: Path, text: str) -> int:
+    """The number of the line of `path` that contains `text`."""
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+@pytest.mark.parametrize("guard", ["warn", "error"])
+def test_leaked_scopes_are_reported_as_scopes_exited_and_nobody_else_is_blamed(
+    tfdir: pytest.Pytester, guard: str
+) -> None:
+    path = tfdir.makepyfile(test_leaks=LEAKS)
+    result = run(tfdir, f"--tf-flag-guard={guard}")
+    out = result.stdout.str()
+
+    def at(text: str) -> str:
+        return f"{path}:{_line_of(path, text)}"
+
+    expected = [
+        _scope_message("test_leaks.py::test_leaks_local", "eager_scope(True)", at("# leak-local")),
+        _scope_message("test_leaks.py::test_leaks_process", "eager_scope(True, process=True)",
+                       at("# leak-process")),
+        _scope_message("test_leaks.py::test_leaks_both_kinds", "graph_scope()", at("# leak-graph")),
+        _scope_message("test_leaks.py::test_leaks_both_kinds", "eager_scope(True, process=True)",
+                       at("# leak-in-helper")),
+    ]
+    if guard == "warn":
+        result.assert_outcomes(passed=7, warnings=4)
+        for message in expected:
+            assert f"EagerctlWarning: {message}. {WARN_FIX}" in _warnings(result)
+    else:
+        result.assert_outcomes(passed=7, errors=3)
+        lines = result.stdout.lines
+        for message in expected:
+            assert message in lines
+        assert lines.count(ERROR_FIX) == 3
+    # Reported as scopes, once each, at the test that leaked them.
+    assert "set tf.config.run_functions_eagerly" not in out
+    assert "innocent" not in out.split("short test summary")[-1]
+    assert out.count(" left ") == 4
