@@ -345,7 +345,7 @@ def test_debuggable_magic_wraps_unwraps_and_names_the_already_traced_callers(nb:
     assert "EagerctlWarning: %debuggable loss_fn: loss_fn runs eagerly where it is called from now on, but the " \
            "tf.function(s) train_step were already traced, and their graphs hold the old body of loss_fn: calls " \
            "of them keep running it. Re-run the cell that defines train_step to trace it again." in cell.stderr
-    assert nb.value("float(loss_fn(x)), body_runs") == "10.0 [False, True]"  # a direct call: eager
+    assert nb.value("float(loss_fn(x)), body_runs") == "5.0 [False, True]"  # a direct call: eager
     assert nb.value("float(train_step(x)), body_runs") == "10.0 [False, True]"  # the old graph: body not run
     nb.run(DEFINE_STEP)  # re-run the defining cell, as the warning says
     assert nb.value("float(train_step(x)), float(train_step(x)), body_runs") == "10.0 10.0 [False, True, True, True]"

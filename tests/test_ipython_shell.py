@@ -1,0 +1,108 @@
+"""The extension in a plain `IPython.InteractiveShell` (the IPython terminal's shell), in this process.
+
+No asyncio task runs the cells here, unlike ipykernel 7: scopes entered by hand
+work across cells, and every magic behaves as in a kernel. `import eagerctl`
+itself never imports IPython.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("IPython")
+
+PROBE = """
+import tensorflow as tf
+import eagerctl
+
+runs = []
+
+@tf.function
+def probe(x):
+    runs.append(tf.executing_eagerly())
+    return x * 2
+
+def mode():
+    before = len(runs)
+    probe(tf.constant(1.0))
+    return "eager" if len(runs) > before and runs[-1] else "graph"
+"""
+
+
+@pytest.fixture
+def shell() -> Iterator[Any]:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import eagerctl
+
+    ip = InteractiveShell.instance()
+    try:
+        yield ip
+    finally:
+        eagerctl.unload_ipython_extension(ip)
+        eagerctl.reset()
+        InteractiveShell.clear_instance()
+
+
+def run(shell: Any, code: str) -> Any:
+    result = shell.run_cell(code)
+    assert result.success, (code, result.error_before_exec, result.error_in_exec)
+    return result.result
+
+
+def test_import_eagerctl_imports_neither_ipython_nor_tensorflow() -> None:
+    code = ("import sys, eagerctl; eagerctl.load_ipython_extension; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'IPython', 'tensorflow', 'ipykernel'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "[]\n"
+
+
+def test_the_extension_in_a_plain_interactive_shell(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import tensorflow as tf
+
+    import eagerctl
+
+    # What `c.InteractiveShellApp.extensions = ["eagerctl"]` does at startup.
+    shell.extension_manager.load_extension("eagerctl")
+    run(shell, PROBE)
+    assert run(shell, "mode()") == "graph"
+
+    run(shell, "%eager on")
+    assert run(shell, "mode()") == "eager"
+    assert tf.config.functions_run_eagerly()
+    assert run(shell, "%%graph\nmode()") == "graph"
+    assert run(shell, "mode()") == "eager"
+
+    status = run(shell, "%eager")
+    assert isinstance(status, eagerctl.Status)
+    formatted, _ = shell.display_formatter.format(status)
+    assert formatted["text/plain"] == str(status)  # the terminal shows the readable table, not repr()
+    assert '<table class="eagerctl-status"' in formatted["text/html"]
+
+    run(shell, "%eager off")
+    assert run(shell, "mode()") == "graph"
+    assert run(shell, "%%eager\nmode()") == "eager"
+
+    run(shell, "s = eagerctl.eager_scope()\ns.__enter__()")  # by hand, across cells
+    assert run(shell, "mode()") == "eager"
+    run(shell, "s.__exit__(None, None, None)")
+    assert run(shell, "mode(), eagerctl.status().scopes") == ("graph", ())
+
+    run(shell, "def loss(x):\n    return x * 2\noriginal = loss")
+    run(shell, "%debuggable loss")
+    assert run(shell, "type(loss).__name__, loss.__wrapped__ is original") == ("_Debuggable", True)
+    run(shell, "%undebuggable loss")
+    assert run(shell, "loss is original") is True
+    capsys.readouterr()
+
+    run(shell, "%eager on")
+    shell.extension_manager.unload_extension("eagerctl")  # the mode ends with the extension
+    assert not tf.config.functions_run_eagerly()
+    assert "eager" not in shell.magics_manager.magics["line"]
+    assert "graph" not in shell.magics_manager.magics["cell"]
+    assert run(shell, "mode()") == "graph"
