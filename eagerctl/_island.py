@@ -10,37 +10,50 @@ How the op is built, at trace time:
 
 1. `fn` is traced once into a scratch `FuncGraph` (never run) to learn the
    nested structure, dtypes and static shapes of its outputs, the trainable
-   variables it reads and every variable it touches.
-2. The graph tensors among the arguments become the op's inputs; everything
+   variables it reads, every variable it touches, and the losses it adds to
+   Keras layers (`add_loss`). NumPy and Python number outputs become tensor
+   outputs (the value of each run); losses become extra outputs that are put
+   where the traced body would have put its own, so `model.losses` sees them.
+2. The thread-local state the body's trace sees (Keras's call context and
+   training flag, autocast and dtype policy, name scope, `tf.distribute`
+   replica or cross-replica context, see `_Carry`) is captured, and re-entered
+   on the TF executor thread around each run.
+3. The graph tensors among the arguments become the op's inputs; everything
    else (Python values, variables, the Keras layer `self`) is closed over. The
-   touched variables' resource handles are extra inputs, so TF's automatic
-   control dependencies order the op against the graph's other uses of those
-   variables, as if the body had been traced.
-3. Gradients: at run time the body runs under persistent `GradientTape`s; the
-   op also returns a call id under which the tapes are kept. The op is wrapped
-   in `tf.custom_gradient` whose gradient is another island op that looks the
-   tapes up by that id and returns the gradients for the tensor inputs and for
-   the variables the body read (the graph reads them next to the op, so a tape
-   around the graph sees them). That gradient op is itself differentiable the
-   same way, so nested tapes (second order) work: the forward keeps one tape
-   per order that some graph asked for.
+   values of the trainable variables the body read are inputs too (their
+   gradients come back through those reads), and the touched variables'
+   resource handles, so TF's automatic control dependencies order the op
+   against the graph's other uses of those variables, as if the body had been
+   traced.
+4. Gradients: the op type has one gradient function, registered once with TF
+   (and recorded on any tape that watches the graph), which builds a gradient
+   op that differentiates the run's own `GradientTape`s, found by a call id the
+   forward op returns. The gradient op is differentiable the same way (nested
+   tapes, second order).
 
-Tapes are recorded only once some graph has built a gradient for the op (so
-inference keeps nothing). Per island, the tapes of up to `KEEP_PENDING` runs
-whose gradient has not been computed yet are kept (a loop calling the island
-many times before its backward pass), and of the last `KEEP_DONE` runs whose
-gradient has been computed (a persistent tape may ask again); older ones are
-dropped, and an error names the island if a dropped run's gradient is needed.
+Memory. An island op is built with two Python callbacks: one records nothing,
+the other records tapes. The graph holds the one that records nothing until
+TensorFlow builds a gradient for the op; then the op is switched to the one
+that records. A function called under a tape outside it keeps its inference
+graph (built before the gradient) recording nothing, so inference calls keep
+no tapes even after a gradient was taken. Kept tapes are bounded per island by
+runs (`KEEP_PENDING`, `KEEP_DONE`) and by an estimate of their bytes
+(`KEEP_BYTES`). The callbacks live in the outermost traced graph (not in TF's
+process-wide default graph, as `tf.py_function`'s do), so an island and its
+tapes are freed with the function that uses them.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import itertools
 import re
+import sys
 import threading
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from . import _hook
@@ -48,10 +61,17 @@ from ._errors import EagerctlError
 
 KEEP_PENDING = 1024
 """Runs per island whose tapes wait for their first gradient (oldest dropped first)."""
-KEEP_DONE = 16
-"""Runs per island whose gradient was computed, kept for persistent tapes."""
+KEEP_DONE = 4
+"""Runs per island whose gradient was computed, kept for persistent tapes that ask again."""
+KEEP_BYTES = 256 * 2**20
+"""Estimated bytes of kept tapes per island (oldest dropped first; the newest run is always kept)."""
+
+_FORWARD_OP_TYPE = "EagerctlIsland"
+_GRADIENT_OP_TYPE = "EagerctlIslandGradient"
+_STAND_IN_TEXT = "<value unknown: eagerctl is tracing an eager island once to learn its outputs>"
 
 _call_ids = itertools.count(1)
+_live: weakref.WeakSet[_Island] = weakref.WeakSet()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +82,11 @@ def _not_converted(fn: F) -> F:
     # from a converted tf.function body must not be rewritten by AutoGraph.
     fn.autograph_info__ = frozenset()  # type: ignore[attr-defined]
     return fn
+
+
+def live_islands() -> list[_Island]:
+    """The islands whose graphs are still alive (for tests and benchmarks)."""
+    return list(_live)
 
 
 @_not_converted
@@ -111,7 +136,7 @@ def call_as_island(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str
 
 
 class IslandError(EagerctlError):
-    """An eager island cannot be built here (raised while a graph is traced).
+    """An eager island cannot be built or run as asked.
 
     AutoGraph re-creates errors raised in converted code, and turns a type it
     does not know into a StagingError; `ag_pass_through` makes it let this one
@@ -132,15 +157,219 @@ def _op_name(name: str) -> str:
     return f"eager_island_{cleaned or 'fn'}"
 
 
+# -- thread-local state carried to the executor thread ------------------------------
+
+# Keras 3 keeps its per-thread state in one `threading.local` (global_state). These
+# entries belong to symbolic tracing, not to what a layer computes.
+_KERAS3_SKIP = frozenset({"stateless_scope", "symbolic_scope", "in_tf_graph_scope",
+                          "uninitialized_variables"})
+_KERAS2_PACKAGES = ("keras.src", "keras", "tf_keras.src", "tf_keras")
+
+
+class _Carry:
+    """The thread-local state a traced body would have seen, captured while tracing.
+
+    TF runs the island on one of its executor threads, where Keras and TF find
+    their thread-local state empty. What is carried, and why (each read in the
+    Keras and TF source of the supported versions):
+
+    - Keras 3 `global_state` (one `threading.local`): the layer call context
+      (`training`, and the other call-context arguments), the autocast scope
+      (mixed precision), the dtype policy, Keras name scopes, remat scopes;
+      not the symbolic or stateless scopes, which belong to tracing.
+    - Keras 2 (`tf.keras` 2.13-2.15, `tf_keras`): the layer call context
+      (`in_call`, `training`), the autocast-variable dtype (mixed precision)
+      and the seed generator set by `set_random_seed`.
+    - TF: the name scope, and the `tf.distribute` thread mode (strategy scope,
+      replica or cross-replica context).
+
+    Call contexts are copied for each run: Keras writes to them as nested
+    layers resolve their arguments, and replicas may run an island at once.
+    """
+
+    __slots__ = ("locals", "name_scope", "thread_mode")
+
+    def __init__(self, graph: Any, name: str) -> None:
+        from tensorflow.python.distribute import distribute_lib
+
+        self.locals: list[tuple[Any, dict[str, Any]]] = []
+        state = _module_attr("keras.src.backend.common.global_state", "GLOBAL_STATE_TRACKER")
+        if state is not None:
+            captured = {k: v for k, v in vars(state).items() if k not in _KERAS3_SKIP}
+            ctx = captured.get("current_call_ctx")
+            if ctx is not None:
+                _check_context_values(name, vars(ctx))
+            self.locals.append((state, captured))
+        for package in _KERAS2_PACKAGES:
+            local = _module_attr(f"{package}.engine.base_layer_utils", "_call_context")
+            if local is not None and getattr(local, "call_context", None) is not None:
+                _check_context_values(name, local.call_context._state)
+                self.locals.append((local, dict(vars(local))))
+            for module, attr in ((f"{package}.mixed_precision.autocast_variable", "_autocast_dtype"),
+                                 (f"{package}.backend", "_SEED_GENERATOR")):
+                local = _module_attr(module, attr)
+                if local is not None and vars(local):
+                    self.locals.append((local, dict(vars(local))))
+        self.name_scope = graph.get_name_scope()
+        mode = distribute_lib._get_per_thread_mode()
+        self.thread_mode = None if isinstance(mode, distribute_lib._DefaultReplicaThreadMode) else mode
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        from tensorflow.python.distribute import distribute_lib
+        from tensorflow.python.eager import context
+
+        saved = []
+        for local, captured in self.locals:
+            mine = vars(local)
+            saved.append(dict(mine))
+            mine.clear()
+            mine.update({k: _fresh(v) for k, v in captured.items()})
+        ctx = context.context()
+        scope = ctx.scope_name
+        ctx.scope_name = f"{self.name_scope}/" if self.name_scope else ""
+        if self.thread_mode is not None:
+            distribute_lib._push_per_thread_mode(self.thread_mode)
+        try:
+            yield
+        finally:
+            if self.thread_mode is not None:
+                distribute_lib._pop_per_thread_mode()
+            ctx.scope_name = scope
+            for (local, _), before in zip(self.locals, saved, strict=True):
+                mine = vars(local)
+                mine.clear()
+                mine.update(before)
+
+
+def _module_attr(module: str, attr: str) -> Any:
+    # Never imports: what is not loaded yet cannot hold state.
+    loaded = sys.modules.get(module)
+    return getattr(loaded, attr, None) if loaded is not None else None
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of a carried call context or scope stack for one run; anything else as is."""
+    kind = type(value).__name__
+    if kind == "CallContext":
+        fresh = copy.copy(value)
+        state = getattr(fresh, "_state", None)
+        if isinstance(state, dict):  # Keras 2: this run is eager, not a graph build
+            fresh._state = dict(state, build_graph=False)
+            fresh._in_keras_graph = False
+        return fresh
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def _check_context_values(name: str, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if _is_graph_tensor(value) and key != "inputs":
+            raise IslandError(
+                f"@debuggable function {name!r} is called inside a Keras layer call whose {key!r} "
+                f"argument is a symbolic tensor ({value!r}); an eager island cannot read a value of the "
+                f"graph around it that way. Pass {key}= as a Python bool (model(x, {key}=True)), or "
+                "use @debuggable(island=False)"
+            )
+
+
+# -- Keras layer losses ---------------------------------------------------------------
+
+class _LossLists:
+    """The Keras loss lists the body may add to: `add_loss` in its layers.
+
+    Keras 3 keeps a layer's call losses in `layer._losses`; Keras 2 in
+    `layer._eager_losses` (per thread) when called in a tf.function, and in
+    `layer._losses` otherwise. The layers are those reachable from the body:
+    its `self`, its arguments, its closure and the globals it names.
+    """
+
+    def __init__(self, objects: Sequence[Any]) -> None:
+        layers: dict[int, Any] = {}
+        for obj in objects:
+            if hasattr(obj, "_flatten_layers") and hasattr(obj, "_losses"):
+                try:
+                    found = obj._flatten_layers()
+                except Exception:  # noqa: BLE001 (a half-built layer: nothing to collect from)
+                    continue
+                for layer in found:
+                    layers.setdefault(id(layer), layer)
+        self.slots: list[tuple[Any, str]] = []
+        for layer in layers.values():
+            attrs = ("_eager_losses", "_losses") if hasattr(type(layer), "_eager_losses") else ("_losses",)
+            self.slots.extend((layer, attr) for attr in attrs)
+
+    def snapshot(self) -> list[tuple[Any, list[Any]]]:
+        """Each list and a copy of its entries (call before the body)."""
+        taken = []
+        for layer, attr in self.slots:
+            current = getattr(layer, attr, None)
+            taken.append((current, list(current) if isinstance(current, list) else []))
+        return taken
+
+    def added(self, before: list[tuple[Any, list[Any]]], restore: bool) -> list[list[Any]]:
+        """Per slot, the entries the body added; with `restore`, put the lists back as they were."""
+        added = []
+        for (layer, attr), (old, entries) in zip(self.slots, before, strict=True):
+            current = getattr(layer, attr, None)
+            ids = {id(t) for t in entries} if current is old else set()
+            added.append([t for t in (current or ()) if id(t) not in ids])
+            if restore and isinstance(old, list):
+                if current is not old:
+                    setattr(layer, attr, old)  # Keras 2 replaced the (per-thread) list
+                old[:] = entries
+        return added
+
+    def label(self, slot: int) -> str:
+        layer, _ = self.slots[slot]
+        return f"layer {getattr(layer, 'name', type(layer).__name__)!r}"
+
+
+def _reachable(fn: Callable[..., Any], leaves: Sequence[Any]) -> list[Any]:
+    """Objects the body can reach without a lookup we cannot follow: self, arguments, closure, globals."""
+    found: list[Any] = list(leaves)
+    owner = getattr(fn, "__self__", None)
+    if owner is not None:
+        found.append(owner)
+    func = getattr(fn, "__func__", fn)
+    code = getattr(func, "__code__", None)
+    for cell in getattr(func, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            found.append(cell.cell_contents)
+    if code is not None:
+        namespace = getattr(func, "__globals__", {})
+        found.extend(namespace[n] for n in code.co_names if n in namespace)
+    return found
+
+
+# -- the island ---------------------------------------------------------------------
+
 class _Entry:
     """What one run of an island op keeps for the gradient op after it."""
 
-    __slots__ = ("sources", "tapes", "targets")
+    __slots__ = ("nbytes", "sources", "tapes", "targets", "unseen")
 
-    def __init__(self, tapes: list[Any], sources: list[Any], targets: list[Any]) -> None:
+    def __init__(self, tapes: list[Any], sources: list[Any], targets: list[Any], unseen: list[Any],
+                 nbytes: int) -> None:
         self.tapes = tapes  # innermost first; tapes[0] differentiates targets
         self.sources = sources
         self.targets = targets
+        self.unseen = unseen  # trainable variables read by this run but not by the trace
+        self.nbytes = nbytes
+
+
+class _Output:
+    """One tensor output of the island op: where it comes from, dtype, static shape."""
+
+    __slots__ = ("dtype", "index", "is_value", "path", "shape")
+
+    def __init__(self, index: int, dtype: Any, shape: Any, path: str, is_value: bool) -> None:
+        self.index = index  # leaf index in the flattened output structure
+        self.dtype = dtype
+        self.shape = shape
+        self.path = path
+        self.is_value = is_value  # a NumPy or Python number in the trace: its value each run
 
 
 class _Island:
@@ -156,12 +385,20 @@ class _Island:
         self.order = 0  # highest gradient order some graph built for this op
         self.pending: collections.OrderedDict[int, _Entry] = collections.OrderedDict()
         self.done: collections.OrderedDict[int, _Entry] = collections.OrderedDict()
+        self.pending_bytes = 0
         self.lock = threading.Lock()
+        self.record_token = b""
+        _live.add(self)
+
+    def __repr__(self) -> str:
+        return f"<eager island {self.name!r}: {len(self.pending)} pending, {len(self.done)} done>"
 
     # -- trace time ------------------------------------------------------------
     def build(self) -> Any:
         import tensorflow as tf
-        from tensorflow.python.framework import composite_tensor
+        from tensorflow.python.eager import record
+        from tensorflow.python.framework import composite_tensor, ops
+        from tensorflow.python.ops import gen_script_ops
 
         # Split the arguments: graph tensors (and composite tensors made of
         # them) are fed to the op; everything else is closed over.
@@ -185,33 +422,45 @@ class _Island:
                           and list(kwargs) == sorted(kwargs)
                           and all(composite is None for _, composite in self.slots))
 
-        out, read_vars, handles = self._trace_scratch()
-        self.out_structure = out
-        flat_out = tf.nest.flatten(out, expand_composites=True)
-        self.out_specs: list[tuple[int, Any, Any]] = []  # (leaf index, dtype, static shape)
-        for i, leaf in enumerate(flat_out):
-            if isinstance(leaf, tf.Tensor):
-                self.out_specs.append((i, leaf.dtype, leaf.shape))
-        self.flat_out_static = flat_out
+        graph = ops.get_default_graph()
+        self.carry = _Carry(graph, self.name)
+        self.losses = _LossLists(_reachable(self.trace_fn, leaves))
+        out, read_vars, handles, scratch_losses = self._trace_scratch()
+        self._learn_outputs(out, scratch_losses)
 
-        diff_inputs = [t for t in inputs if _differentiable(t.dtype)]
-        self.diff_input_pos = [k for k, t in enumerate(inputs) if _differentiable(t.dtype)]
         self.variables = [v for v in read_vars if v.trainable and _differentiable(v.dtype)]
-        self.diff_out_pos = [k for k, (_, dtype, _) in enumerate(self.out_specs) if _differentiable(dtype)]
+        self.variable_ids = {id(v) for v in self.variables}
+        diff_inputs = [k for k, t in enumerate(inputs) if _differentiable(t.dtype)]
+        self.diff_out_pos = [k for k, dtype in enumerate(self.tout[:-1]) if _differentiable(dtype)]
         self.differentiable = bool(self.diff_out_pos) and bool(diff_inputs or self.variables)
-        self.handles = handles
+        # Reading the variables here, next to the op, is what a tape around the
+        # graph watches; their gradients come back through these reads.
+        var_reads = [v.value() for v in self.variables] if self.differentiable else []
+        op_inputs = inputs + var_reads + handles
+        self.diff_input_pos = diff_inputs
+        self.source_pos = diff_inputs + list(range(len(inputs), len(inputs) + len(var_reads)))
 
+        plain_token = self._callback(lambda *a: self._run_forward(False, a), self.tout)
+        self.record_token = self._callback(lambda *a: self._run_forward(True, a), self.tout)
+        with record.stop_recording():  # the gradient is this op's own, recorded below
+            outs = list(gen_script_ops.eager_py_func(
+                input=op_inputs, token=plain_token, is_async=_is_async(), Tout=self.tout,
+                name=_op_name(self.name)))
+        op = outs[-1].op
+        _set_gradient_type(op, _FORWARD_OP_TYPE)
+        results = outs[:-1]
+        for tensor, spec in zip(results, self.specs + self.loss_specs, strict=True):
+            tensor.set_shape(spec.shape)
         if self.differentiable:
-            # Reading the variables here, next to the op, is what a tape around
-            # the graph watches; their gradients come back through these reads.
-            var_reads = [v.value() for v in self.variables]
-            results = self._differentiable_op(diff_inputs + var_reads)
-        else:
-            results, _ = self._forward_op()
-        return self._pack(results)
+            sources = [op.inputs[k] for k in self.source_pos]
+            record.record_operation(
+                _FORWARD_OP_TYPE, outs, sources,
+                lambda *dys: _forward_gradient(op, *dys, sources_only=True))
+        self._place_losses(scratch_losses, results[len(self.specs):])
+        return self._pack(results[: len(self.specs)])
 
-    def _trace_scratch(self) -> tuple[Any, list[Any], list[Any]]:
-        """Trace `fn` once into a throwaway graph: outputs, variables read, handles touched."""
+    def _trace_scratch(self) -> tuple[Any, list[Any], list[Any], list[list[Any]]]:
+        """Trace `fn` once into a throwaway graph: outputs, variables read, handles touched, losses added."""
         import tensorflow as tf
         from tensorflow.python.autograph.core import ag_ctx
         from tensorflow.python.autograph.impl import api as autograph
@@ -219,6 +468,7 @@ class _Island:
         from tensorflow.python.framework import func_graph
 
         scratch = func_graph.FuncGraph(f"{_op_name(self.name)}_outputs")
+        before = self.losses.snapshot()
         with scratch.as_default():
             placeholders = [tf.compat.v1.placeholder(t.dtype, t.shape) for t in self.inputs]
             args, kwargs = self._rebuild(placeholders)
@@ -229,15 +479,98 @@ class _Island:
                     out = converted(*args, **kwargs)
                 out = tf.nest.map_structure(_as_output, out, expand_composites=True)
             except Exception as exc:
+                self.losses.added(before, restore=True)
                 raise IslandError(
                     f"@debuggable function {self.name!r} could not be traced to learn its outputs, "
                     f"which an eager island needs before it runs ({type(exc).__name__}: {exc}). "
                     "Its body is traced once with symbolic tensors: guard code that needs real values "
                     "with `if tf.executing_eagerly():`, or use @debuggable(island=False)"
                 ) from exc
+        scratch_losses = self.losses.added(before, restore=False)
         read_vars = _unique(watcher.watched_variables())
         handles = [ext for ext, internal in scratch.captures if internal.dtype == tf.resource]
-        return out, read_vars, handles
+        # What a kept tape holds, estimated from the traced body: every op's output.
+        self.fixed_bytes = self.batch_bytes = 0
+        for graph_op in scratch.get_operations():
+            for t in graph_op.outputs:
+                if t.dtype == tf.resource or t.shape.rank is None:
+                    continue
+                known = t.dtype.size
+                for d in t.shape:
+                    known *= 1 if d is None else d
+                if t.shape.is_fully_defined():
+                    self.fixed_bytes += known
+                else:
+                    self.batch_bytes += known
+        return out, read_vars, handles, scratch_losses
+
+    def _learn_outputs(self, out: Any, scratch_losses: list[list[Any]]) -> None:
+        import numpy as np
+        import tensorflow as tf
+        from tensorflow.python.util import nest
+
+        self.out_structure = out
+        flat = tf.nest.flatten(out, expand_composites=True)
+        try:
+            paths = ["outputs" + "".join(f"[{p!r}]" for p in path)
+                     for path, _ in nest.flatten_with_tuple_paths(out, expand_composites=True)]
+        except Exception:  # noqa: BLE001 (structures nest cannot name: use positions)
+            paths = []
+        if len(paths) != len(flat):
+            paths = [f"output {i}" for i in range(len(flat))]
+        self.paths = paths
+        self.specs: list[_Output] = []
+        for i, leaf in enumerate(flat):
+            if isinstance(leaf, tf.Tensor):
+                self.specs.append(_Output(i, leaf.dtype, leaf.shape, paths[i], False))
+            elif isinstance(leaf, (bool, int, float, complex, np.ndarray, np.generic)):
+                # A value computed in Python (maybe from `.numpy()`): a tensor output
+                # with each run's value. Its dimensions may depend on values: unknown.
+                value = np.asarray(leaf)
+                dtype = tf.convert_to_tensor(leaf).dtype if not isinstance(leaf, np.ndarray) else \
+                    tf.as_dtype(value.dtype)
+                self.specs.append(_Output(i, dtype, tf.TensorShape([None] * value.ndim), paths[i], True))
+            elif isinstance(leaf, (str, bytes)) and _STAND_IN_TEXT in (
+                    leaf if isinstance(leaf, str) else leaf.decode("utf-8", "replace")):
+                raise IslandError(
+                    f"eager island {self.name!r} returns a string made from a `.numpy()` value at "
+                    f"{paths[i]}; in the graph it would be the trace-time stand-in forever. Return a "
+                    "tensor instead (tf.constant(text), or tf.strings.as_string(tensor)), which carries "
+                    "each run's value"
+                )
+        self.flat_out_static = flat
+        self.loss_counts = [len(added) for added in scratch_losses]
+        self.loss_specs = [_Output(-1, t.dtype, t.shape, f"loss {k} added to {self.losses.label(s)}", False)
+                           for s, added in enumerate(scratch_losses) for k, t in enumerate(added)]
+        self.tout = [s.dtype for s in self.specs] + [s.dtype for s in self.loss_specs] + [tf.int64]
+
+    def _place_losses(self, scratch_losses: list[list[Any]], outputs: list[Any]) -> None:
+        """Put the op's loss outputs where the scratch trace left its losses (as a traced body would)."""
+        replace = {}
+        pos = 0
+        for added in scratch_losses:
+            for t in added:
+                replace[id(t)] = outputs[pos]
+                pos += 1
+        if not replace:
+            return
+        for layer, attr in self.losses.slots:
+            current = getattr(layer, attr, None)
+            if isinstance(current, list):
+                current[:] = [replace.get(id(t), t) for t in current]
+
+    def _callback(self, call: Callable[..., Any], tout: list[Any], *, order: int = 0,
+                  targets: int = 0) -> bytes:
+        """Register `call` as an `EagerPyFunc` callback kept alive by the graph; its token."""
+        from tensorflow.python.ops import script_ops
+
+        func = _eager_func_class()(call, tout, order > 0)
+        func.island = self
+        func.order = order
+        func.targets = targets
+        token = script_ops._py_funcs.insert(func)
+        _keep_with_graph(func)
+        return token.encode() if isinstance(token, str) else bytes(token)
 
     def _rebuild(self, tensors: Sequence[Any]) -> tuple[Any, Any]:
         """The call's (args, kwargs) with the op inputs replaced by `tensors`."""
@@ -247,7 +580,7 @@ class _Island:
             # Every argument is a leaf: no nest round trip (it costs more than
             # a small island body) on each run.
             leaves = list(self.leaves)
-            for (i, _), tensor in zip(self.slots, tensors, strict=True):
+            for (i, _), tensor in zip(self.slots, tensors, strict=False):
                 leaves[i] = tensor
             args, kwargs = self.structure
             return tuple(leaves[: len(args)]), dict(zip(kwargs, leaves[len(args):], strict=True))
@@ -268,125 +601,199 @@ class _Island:
         import tensorflow as tf
 
         flat = list(self.flat_out_static)
-        for (i, _, _), tensor in zip(self.out_specs, results, strict=True):
-            flat[i] = tensor
+        for spec, tensor in zip(self.specs, results, strict=True):
+            flat[spec.index] = tensor
         return tf.nest.pack_sequence_as(self.out_structure, flat, expand_composites=True)
 
-    def _forward_op(self) -> tuple[list[Any], Any]:
-        """The island op itself: returns (output tensors, call id tensor)."""
-        import tensorflow as tf
+    # -- gradients (graph construction) ----------------------------------------------
+    def forward_gradient(self, op: Any, dys: Sequence[Any]) -> list[Any]:
+        """Gradients for the forward op's inputs (None for those without one)."""
+        from tensorflow.core.framework import attr_value_pb2
 
-        tout = [dtype for _, dtype, _ in self.out_specs] + [tf.int64]
-        outs = _eager_op(self._run_forward, self.inputs + self.handles, tout, _op_name(self.name))
-        for tensor, (_, _, shape) in zip(outs[:-1], self.out_specs, strict=True):
-            tensor.set_shape(shape)
-        return outs[:-1], outs[-1]
+        grads: list[Any] = [None] * len(op.inputs)
+        if not self.differentiable:
+            return grads
+        # From now on this op records tapes when it runs; an inference graph
+        # serialized before (a function called under a tape outside it) does not.
+        self.order = max(self.order, 1)
+        op._set_attr("token", attr_value_pb2.AttrValue(s=self.record_token))
+        sources = [op.inputs[k] for k in self.source_pos]
+        targets = [op.outputs[k] for k in self.diff_out_pos]
+        out = self.gradient_op(1, op.outputs[-1], sources, targets, [dys[k] for k in self.diff_out_pos])
+        for k, g in zip(self.source_pos, out, strict=True):
+            grads[k] = g
+        return grads
 
-    def _differentiable_op(self, sources: list[Any]) -> list[Any]:
-        import tensorflow as tf
-
-        @tf.custom_gradient  # type: ignore[untyped-decorator]
-        def island(*_sources: Any) -> Any:
-            results, call_id = self._forward_op()
-            targets = [results[k] for k in self.diff_out_pos]
-
-            def grad(*dys: Any) -> Any:
-                return self._gradient_op(1, call_id, sources, targets, [dys[k] for k in self.diff_out_pos])
-
-            return results, grad
-
-        return island(*sources)  # type: ignore[no-any-return]
-
-    def _gradient_op(self, order: int, call_id: Any, sources: list[Any], targets: list[Any],
-                     dys: list[Any]) -> Any:
+    def gradient_op(self, order: int, call_id: Any, sources: list[Any], targets: list[Any],
+                    dys: Sequence[Any]) -> list[Any]:
         """Graph op for d(targets)/d(sources) given `dys`, computed from the kept tapes."""
         import tensorflow as tf
+        from tensorflow.python.eager import record
+        from tensorflow.python.ops import gen_script_ops
 
         self.order = max(self.order, order)
-        dys = [
-            tf.zeros_like(t) if dy is None else tf.convert_to_tensor(dy, dtype=t.dtype)
-            for t, dy in zip(targets, dys, strict=True)
-        ]
+        dys = [tf.zeros_like(t) if dy is None else tf.convert_to_tensor(dy, dtype=t.dtype)
+               for t, dy in zip(targets, dys, strict=True)]
+        tout = [s.dtype for s in sources] + [tf.int64]
+        n = len(dys)
+        token = self._callback(lambda call, *rest: self._run_gradient(order, int(call), list(rest[:n])),
+                               tout, order=order, targets=n)
+        with record.stop_recording():
+            outs = list(gen_script_ops.eager_py_func(
+                input=[call_id, *dys, *sources], token=token, is_async=_is_async(), Tout=tout,
+                name=f"{_op_name(self.name)}_grad{order}"))
+        op = outs[-1].op
+        _set_gradient_type(op, _GRADIENT_OP_TYPE)
+        for g, s in zip(outs, sources, strict=False):
+            g.set_shape(s.shape)
+        inputs = list(op.inputs)[1:]
+        record.record_operation(_GRADIENT_OP_TYPE, outs, inputs,
+                                lambda *ddys: _gradient_gradient(op, *ddys)[1:])
+        return outs[:-1]
 
-        def run(call: Any, *eager_dys: Any) -> list[Any]:
-            return self._run_gradient(order, int(call), list(eager_dys))
-
-        @tf.custom_gradient  # type: ignore[untyped-decorator]
-        def gradient(*_inputs: Any) -> Any:
-            outs = _eager_op(run, [call_id, *dys], [s.dtype for s in sources] + [tf.int64],
-                             f"{_op_name(self.name)}_grad{order}")
-            grads, next_id = outs[:-1], outs[-1]
-            for g, s in zip(grads, sources, strict=True):
-                g.set_shape(s.shape)
-
-            def grad_of_grad(*ddys: Any) -> Any:
-                return self._gradient_op(order + 1, next_id, sources + dys, grads, list(ddys))
-
-            return grads, grad_of_grad
-
-        return gradient(*sources, *dys)
+    def gradient_gradient(self, op: Any, order: int, n_targets: int, ddys: Sequence[Any]) -> list[Any]:
+        grads: list[Any] = [None] * len(op.inputs)
+        dys = list(op.inputs[1:1 + n_targets])
+        sources = list(op.inputs[1 + n_targets:])
+        out = self.gradient_op(order + 1, op.outputs[-1], sources + dys, list(op.outputs[:-1]),
+                               list(ddys[:-1]))
+        for k, g in enumerate(out[: len(sources)]):
+            grads[1 + n_targets + k] = g
+        for k, g in enumerate(out[len(sources):]):
+            grads[1 + k] = g
+        return grads
 
     # -- run time (eager, in whatever thread TF's executor picked) -------------
-    def _run_forward(self, *eager_inputs: Any) -> list[Any]:
+    def _run_forward(self, records: bool, eager_inputs: Sequence[Any]) -> list[Any]:
+        import numpy as np
         import tensorflow as tf
+        from tensorflow.python.eager import record
 
         from ._scope import Scope
 
         tensors = list(eager_inputs[: len(self.inputs)])
-        # One tape per gradient order some graph has built for this op (none:
-        # nothing will differentiate this run, so nothing is kept alive).
-        tapes = [tf.GradientTape(persistent=True) for _ in range(self.order if self.differentiable else 0)]
+        # One tape per gradient order some graph has built for this op; none
+        # when this graph never differentiates it (nothing is kept alive).
+        tapes = [tf.GradientTape(persistent=True) for _ in range(self.order)] if records else []
+        watched: list[Any] = []
         with contextlib.ExitStack() as stack:
             for tape in reversed(tapes):  # outermost first
                 stack.enter_context(tape)
                 tape.watch([tensors[k] for k in self.diff_input_pos])
+            if tapes:
+                watcher = stack.enter_context(record.VariableWatcher())
             args, kwargs = self._rebuild(tensors)
-            if self.override:
-                # The override lives in a ContextVar, and this may be a TF executor
-                # thread: enter it here, so tf.functions the body calls run eagerly.
-                # A fresh Scope per run: replicas may run this island concurrently.
-                with Scope(True, False, f"eager island {self.name}"):
-                    out = self.fn(*args, **kwargs)
-            else:
-                out = self.fn(*args, **kwargs)
-            results = self._check_outputs(out)
+            with self.carry.entered():
+                before = self.losses.snapshot() if self.losses.slots else None
+                try:
+                    if self.override:
+                        # The override lives in a ContextVar, and this may be a TF executor
+                        # thread: enter it here, so tf.functions the body calls run eagerly.
+                        # A fresh Scope per run: replicas may run this island concurrently.
+                        with Scope(True, False, f"eager island {self.name}"):
+                            out = self.fn(*args, **kwargs)
+                    else:
+                        out = self.fn(*args, **kwargs)
+                finally:
+                    added = self.losses.added(before, restore=True) if before is not None else []
+            results = self._check_outputs(out) + self._check_losses(added)
+            if tapes:
+                watched = watcher.watched_variables()
+        if not tapes:
+            return [*results, _NO_CALL]
         call_id = next(_call_ids)
-        if tapes:
-            sources = [tensors[k] for k in self.diff_input_pos] + list(self.variables)
-            self._keep(call_id, _Entry(tapes, sources, [results[k] for k in self.diff_out_pos]))
-        return [*results, tf.constant(call_id, tf.int64)]
+        unseen = [v for v in _unique(watched)
+                  if v.trainable and _differentiable(v.dtype) and id(v) not in self.variable_ids]
+        sources = [tensors[k] for k in self.diff_input_pos] + list(self.variables)
+        self._keep(call_id, _Entry(tapes, sources, [results[k] for k in self.diff_out_pos], unseen,
+                                   self._estimate(tensors, results)))
+        return [*results, np.asarray(call_id, np.int64)]
+
+    def _estimate(self, tensors: list[Any], results: list[Any]) -> int:
+        """Bytes a run's tapes keep: the traced body's op outputs, at this run's batch size."""
+        batch = next((int(t.shape[0]) for t in tensors if t.shape.rank and t.shape[0] is not None), 1)
+        size = sum(int(t.shape.num_elements() or 0) * t.dtype.size for t in (*tensors, *results))
+        return int(self.fixed_bytes + self.batch_bytes * batch + size)
 
     def _check_outputs(self, out: Any) -> list[Any]:
+        import numpy as np
         import tensorflow as tf
 
         try:
             if not (isinstance(out, tf.Tensor) and isinstance(self.out_structure, tf.Tensor)):
                 tf.nest.assert_same_structure(out, self.out_structure, expand_composites=True)
         except (ValueError, TypeError) as exc:
-            raise EagerctlError(
-                f"eager island {self.name!r} returned {out!r}, whose structure differs from the one "
-                f"traced in the graph ({self.out_structure!r}): an island must return the same "
-                "structure on every call"
+            raise IslandError(
+                f"eager island {self.name!r} returned {_short(out)}, whose structure differs from the "
+                f"one traced in the graph ({_short(self.out_structure)}): an island must return the "
+                "same structure on every call; return the same nest of tensors on every path"
             ) from exc
-        flat = tf.nest.flatten(out, expand_composites=True)
+        flat_list = [out] if isinstance(out, tf.Tensor) else tf.nest.flatten(out, expand_composites=True)
         results = []
-        for i, dtype, shape in self.out_specs:
-            value = tf.convert_to_tensor(flat[i])
-            if value.dtype != dtype or not shape.is_compatible_with(value.shape):
-                raise EagerctlError(
+        for spec in self.specs:
+            leaf = flat_list[spec.index]
+            if leaf is None:
+                raise IslandError(
+                    f"eager island {self.name!r} returned None at {spec.path}, where its trace "
+                    f"returned a {spec.dtype.name} tensor: return a tensor there on every path "
+                    "(a branch without `return`?)"
+                )
+            if spec.is_value:
+                array = np.asarray(leaf.numpy() if hasattr(leaf, "numpy") else leaf)
+                if array.ndim != spec.shape.rank:
+                    raise IslandError(
+                        f"eager island {self.name!r} returned a value of rank {array.ndim} at "
+                        f"{spec.path}, where its trace returned rank {spec.shape.rank}: return values "
+                        "of the same rank on every call"
+                    )
+                results.append(tf.convert_to_tensor(array, dtype=spec.dtype))
+                continue
+            value = tf.convert_to_tensor(leaf)
+            if value.dtype != spec.dtype or not spec.shape.is_compatible_with(value.shape):
+                raise IslandError(
                     f"eager island {self.name!r} returned a {value.dtype.name} tensor of shape "
-                    f"{value.shape} at output {i}, but its traced output there is {dtype.name} with "
-                    f"shape {shape}: an island must return the dtypes and shapes it was traced with"
+                    f"{value.shape} at {spec.path}, but its traced output there is {spec.dtype.name} "
+                    f"with shape {spec.shape}: an island must return the dtypes and shapes it was "
+                    "traced with. If that shape depends on values (it was learned from a trace where "
+                    "`.numpy()` returns a stand-in, unknown dimensions as 1), compute the output with "
+                    "TF ops from the tensor arguments (e.g. tf.boolean_mask, not NumPy), or return it "
+                    "as a NumPy array, whose dimensions an island leaves unknown"
                 )
             results.append(value)
         return results
 
-    def _run_gradient(self, order: int, call_id: int, dys: list[Any]) -> list[Any]:
+    def _check_losses(self, added: list[list[Any]]) -> list[Any]:
         import tensorflow as tf
+
+        counts = [len(a) for a in added]
+        if counts != self.loss_counts:
+            slot = next(k for k, (got, want) in enumerate(zip(counts, self.loss_counts, strict=True))
+                        if got != want)
+            raise IslandError(
+                f"eager island {self.name!r} added {counts[slot]} loss(es) to "
+                f"{self.losses.label(slot)} with add_loss in this run, but {self.loss_counts[slot]} in "
+                "the trace that built the graph: the graph has a place for each loss the trace "
+                "added. Call add_loss the same number of times on every call (add a zero loss on "
+                "the other path)"
+            )
+        losses = []
+        for spec, loss in zip(self.loss_specs, [t for a in added for t in a], strict=True):
+            value = tf.convert_to_tensor(loss, dtype=spec.dtype)
+            if not spec.shape.is_compatible_with(value.shape):
+                raise IslandError(
+                    f"eager island {self.name!r}: {spec.path} has shape {value.shape} in this run "
+                    f"but {spec.shape} in its trace: add losses of the same shape on every call"
+                )
+            losses.append(value)
+        return losses
+
+    def _run_gradient(self, order: int, call_id: int, dys: list[Any]) -> list[Any]:
 
         with self.lock:
             entry = self.pending.pop(call_id, None)
-            if entry is None:
+            if entry is not None:
+                self.pending_bytes -= entry.nbytes
+            else:
                 entry = self.done.pop(call_id, None)
             if entry is not None:
                 self.done[call_id] = entry
@@ -394,13 +801,34 @@ class _Island:
                     self.done.popitem(last=False)
         if entry is None:
             why = (f"eagerctl keeps the tapes of the last {KEEP_PENDING} runs of an island that wait "
-                   f"for a gradient and of the last {KEEP_DONE} whose gradient was computed, and this "
-                   "run is older, or it recorded no tape for this order of gradient because no graph "
-                   "had built that gradient when it ran; compute gradients sooner after the run, in "
-                   "the tf.function that calls the island")
-            raise EagerctlError(f"eager island {self.name!r}: the order-{order} gradient of one of its "
-                                f"calls is not available: {why}")
+                   f"for a gradient (at most {KEEP_BYTES} bytes, estimated) and of the last "
+                   f"{KEEP_DONE} whose gradient was computed, and this run is older, or it recorded no "
+                   "tape for this order of gradient because no graph had built that gradient when it "
+                   "ran; compute gradients sooner after the run, in the tf.function that calls the "
+                   "island (or raise eagerctl._island.KEEP_PENDING / KEEP_BYTES)")
+            raise IslandError(f"eager island {self.name!r}: the order-{order} gradient of one of its "
+                              f"calls is not available: {why}")
+        # The variables' components depend on the replica context (tf.distribute).
+        with self.carry.entered():
+            return self._differentiate(order, entry, dys)
+
+    def _differentiate(self, order: int, entry: _Entry, dys: list[Any]) -> list[Any]:
+        import numpy as np
+        import tensorflow as tf
+
         inner, outer = entry.tapes[0], entry.tapes[1:]
+        if entry.unseen:
+            missing = [v for v, g in zip(entry.unseen, inner.gradient(
+                entry.targets, entry.unseen, output_gradients=dys), strict=True) if g is not None]
+            if missing:
+                names = ", ".join(repr(v.name) for v in missing)
+                raise IslandError(
+                    f"eager island {self.name!r} read the trainable variable(s) {names} in this run, "
+                    "but not in the trace that built the graph (a Python branch on a `.numpy()` value "
+                    "took another path there), so the graph has no gradient for them: they would "
+                    "silently get None. Read them on every path of the body (e.g. `w = "
+                    "tf.identity(self.kernel)` before the branch), or branch with tf.cond"
+                )
         with contextlib.ExitStack() as stack:
             # The outer tapes recorded the forward; let them record this
             # gradient too, so it can be differentiated again.
@@ -410,42 +838,110 @@ class _Island:
             grads = inner.gradient(entry.targets, entry.sources, output_gradients=dys,
                                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
             grads = [tf.convert_to_tensor(g) for g in grads]
+        if not outer:
+            return [*grads, _NO_CALL]
         next_id = next(_call_ids)
-        if outer:
-            self._keep(next_id, _Entry(outer, entry.sources + dys, grads))
-        return [*grads, tf.constant(next_id, tf.int64)]
+        self._keep(next_id, _Entry(outer, entry.sources + dys, grads, [], entry.nbytes))
+        return [*grads, np.asarray(next_id, np.int64)]
 
     def _keep(self, call_id: int, entry: _Entry) -> None:
         with self.lock:
             self.pending[call_id] = entry
-            while len(self.pending) > KEEP_PENDING:
-                self.pending.popitem(last=False)
+            self.pending_bytes += entry.nbytes
+            while len(self.pending) > 1 and (len(self.pending) > KEEP_PENDING
+                                             or self.pending_bytes > KEEP_BYTES):
+                _, dropped = self.pending.popitem(last=False)
+                self.pending_bytes -= dropped.nbytes
 
 
-def _eager_op(func: Callable[..., Any], inputs: list[Any], tout: list[Any], name: str) -> list[Any]:
-    """An `EagerPyFunc` op calling `func` with eager tensors; like `tf.py_function`.
+# -- TF plumbing ----------------------------------------------------------------------
 
-    Built directly rather than with `tf.py_function`, whose kernel wrapper
-    records its own GradientTape whenever one could be active: islands keep
-    their own tapes, and the gradient is theirs, not TF's `EagerPyFunc` one.
+_NO_CALL: Any = None  # set on first use: a NumPy int64 zero (a run that kept nothing)
+
+
+def _init_constants() -> None:
+    global _NO_CALL
+    if _NO_CALL is None:
+        import numpy as np
+
+        _NO_CALL = np.zeros((), np.int64)
+
+
+def _set_gradient_type(op: Any, kind: str) -> None:
+    """Make TF's symbolic gradients (`tf.gradients`, a function's backward) call our function."""
+    from tensorflow.core.framework import attr_value_pb2
+    from tensorflow.python.framework import ops
+
+    if kind not in _registered:
+        with _register_lock:
+            if kind not in _registered:
+                gradient = _forward_gradient if kind == _FORWARD_OP_TYPE else _gradient_gradient
+                with contextlib.suppress(KeyError):  # registered by an earlier import of this module
+                    ops.RegisterGradient(kind)(gradient)
+                _registered.add(kind)
+    op._set_attr("_gradient_op_type", attr_value_pb2.AttrValue(s=kind.encode()))
+
+
+_registered: set[str] = set()
+_register_lock = threading.Lock()
+
+
+def _callback_of(op: Any) -> Any:
+    from tensorflow.python.ops import script_ops
+
+    token = op.get_attr("token")
+    func = script_ops._py_funcs.get(token.decode() if isinstance(token, bytes) else token)
+    if func is None or not hasattr(func, "island"):
+        raise IslandError(
+            f"the eager island op {op.name!r} belongs to a function that no longer exists in this "
+            "process (islands are not saved with a model): differentiate the function that calls "
+            "the island while it is alive"
+        )
+    return func
+
+
+def _forward_gradient(op: Any, *dys: Any, sources_only: bool = False) -> Any:
+    island: _Island = _callback_of(op).island
+    grads = island.forward_gradient(op, dys)
+    if sources_only:
+        return [grads[k] for k in island.source_pos]
+    return grads
+
+
+def _gradient_gradient(op: Any, *ddys: Any) -> Any:
+    func = _callback_of(op)
+    return func.island.gradient_gradient(op, func.order, func.targets, ddys)
+
+
+def _keep_with_graph(func: Any) -> None:
+    """Keep `func` alive as long as the outermost function graph being built.
+
+    TF's registry of `EagerPyFunc` callbacks holds them weakly. `tf.py_function`
+    keeps its callback in the outermost graph, TF's process-wide default graph
+    when tracing starts eagerly, so they are never freed. An island's callback
+    holds the island and its tapes: keep it in the outermost `FuncGraph`
+    instead, which lives as long as the function that runs it.
     """
-    from tensorflow.python.eager import context
     from tensorflow.python.framework import func_graph, ops
-    from tensorflow.python.ops import gen_script_ops, script_ops
 
-    wrapped = _eager_func_class()(func, tout, False)
-    token = script_ops._py_funcs.insert(wrapped)
-    # The registry holds functions weakly; the outermost graph keeps them alive,
-    # as tf.py_function does.
     graph = ops.get_default_graph()
-    while isinstance(graph, func_graph.FuncGraph) and graph.outer_graph is not None:
+    while isinstance(graph, func_graph.FuncGraph) and isinstance(graph.outer_graph, func_graph.FuncGraph):
         graph = graph.outer_graph
     if not hasattr(graph, "_py_funcs_used_in_graph"):
         graph._py_funcs_used_in_graph = []
-    graph._py_funcs_used_in_graph.append(wrapped)
-    outs = gen_script_ops.eager_py_func(input=inputs, token=token, is_async=context.is_async(),
-                                        Tout=tout, name=name)
-    return list(outs)
+    graph._py_funcs_used_in_graph.append(func)
+
+
+def _is_async() -> bool:
+    from tensorflow.python.eager import context
+
+    _init_constants()
+    return bool(context.is_async())
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class _TraceValues:
@@ -488,7 +984,7 @@ def _placeholder_value(tensor: Any) -> Any:
             """Zeros standing in for a value that only exists when the island runs."""
 
             def __repr__(self) -> str:
-                return "<value unknown: eagerctl is tracing an eager island once to learn its outputs>"
+                return _STAND_IN_TEXT
 
             __str__ = __repr__
 

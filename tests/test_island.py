@@ -253,9 +253,12 @@ def test_outputs_that_change_shape_at_run_time_are_an_error() -> None:
 
     f = tf.function(lambda x: call_as_island(shifty, (x,), {}, name="shifty"))
     with pytest.raises(tf.errors.UnknownError, match=re.escape(
-            "eager island 'shifty' returned a float32 tensor of shape (4,) at output 0, but its "
+            "eager island 'shifty' returned a float32 tensor of shape (4,) at outputs, but its "
             "traced output there is float32 with shape (2,): an island must return the dtypes and "
-            "shapes it was traced with")):
+            "shapes it was traced with. If that shape depends on values (it was learned from a trace "
+            "where `.numpy()` returns a stand-in, unknown dimensions as 1), compute the output with "
+            "TF ops from the tensor arguments (e.g. tf.boolean_mask, not NumPy), or return it as a "
+            "NumPy array, whose dimensions an island leaves unknown")):
         f(tf.constant([1.0, 2.0]))
 
 
@@ -274,9 +277,9 @@ def test_gradient_of_a_dropped_run_is_an_error(monkeypatch: pytest.MonkeyPatch) 
     assert float(tape.gradient(second, x)) == 3.0
     with pytest.raises(tf.errors.UnknownError, match=re.escape(
             "eager island 'body': the order-1 gradient of one of its calls is not available: "
-            "eagerctl keeps the tapes of the last 1 runs of an island that wait for a gradient and "
-            "of the last 16 whose gradient was computed, and this run is older, or it recorded no "
-            "tape for this order of gradient")):
+            "eagerctl keeps the tapes of the last 1 runs of an island that wait for a gradient (at "
+            "most 268435456 bytes, estimated) and of the last 4 whose gradient was computed, and this "
+            "run is older, or it recorded no tape for this order of gradient")):
         tape.gradient(first, x)
 
 
