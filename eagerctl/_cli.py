@@ -9,17 +9,20 @@ and `tf.data` debug mode on, without changing a line of the program.
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import inspect
 import os
 import platform
 import runpy
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, MutableMapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, TextIO
 
-from ._errors import EagerctlError
+from ._errors import EagerctlError, EagerctlWarning
 
 PROG = "eagerctl"
 RUN_USAGE = ("eagerctl run [--eager | --graph] [--process] [--debug MODULE:QUALNAME]... [--data-debug] "
@@ -177,15 +180,26 @@ def _run_command(args: list[str]) -> int:
 
 
 class _DebugSpec:
-    """One `--debug MODULE:QUALNAME`, applied by a post-import hook."""
+    """One `--debug MODULE:QUALNAME`: wraps every definition of its target the program makes.
+
+    The module's own code runs with `_WatchedNamespace` as its locals, so each
+    module-level binding of the target's first name (a `def`, a `class` holding
+    the method, an assignment) is wrapped as it is made; for a module imported
+    already, a post-import hook wraps what is there.
+    """
 
     def __init__(self, text: str, module: str, qualname: str) -> None:
         self.text = text
         self.module = module
         self.qualname = qualname
-        self.applied = False
+        self.top = qualname.split(".", maxsplit=1)[0]
+        self.definitions: list[str] = []  # where each wrapped definition was made (file:line)
         self.failed = False
         self.live = True  # False once the run is over: a late import must not fire it
+
+    @property
+    def applied(self) -> bool:
+        return bool(self.definitions)
 
     @classmethod
     def parse(cls, text: str) -> _DebugSpec:
@@ -202,7 +216,7 @@ class _DebugSpec:
 
     @property
     def in_main(self) -> bool:
-        """Whether it names the program itself (`__main__:fn`), applied by `_MainTracer`."""
+        """Whether it names the program itself (`__main__:fn`), applied by `_MainWatch`."""
         return self.module == "__main__"
 
     def check_module(self) -> None:
@@ -212,18 +226,31 @@ class _DebugSpec:
 
     def apply(self, module: ModuleType | _Globals) -> None:
         """Post-import hook body: wrap the target in @debuggable; SystemExit(2) if it cannot."""
-        if not self.live or self.applied:
+        if not self.live:
             return
         try:
             self._apply(module)
         except _UsageError as exc:
-            self.failed = True
-            print(f"eagerctl run: error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            self._fail(exc)
+
+    def _fail(self, exc: _UsageError) -> None:
+        self.failed = True
+        print(f"eagerctl run: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    def bind(self, value: Any) -> Any:
+        """The program binds the target's first name to `value`: what to store (the target wrapped)."""
+        if not self.live:
+            return value
+        try:
+            if "." not in self.qualname:
+                return self._wrapped(value, f"{self.module}.{self.top}")
+            self._apply(_Globals({self.top: value}))
+        except _UsageError as exc:
+            self._fail(exc)
+        return value
 
     def _apply(self, module: ModuleType | _Globals) -> None:
-        from ._debuggable import debuggable
-
         owner: Any = module
         parts = self.qualname.split(".")
         where = self.module
@@ -241,15 +268,30 @@ class _DebugSpec:
             target = getattr(owner, name)
         else:
             raise _UsageError(f"--debug {self.text}: {where} has no attribute {name!r}")
+        wrapped = self._wrapped(target, f"{where}.{name}")
+        if wrapped is not target:
+            setattr(owner, name, wrapped)
+
+    def _wrapped(self, target: Any, where: str) -> Any:
+        """`target` made @debuggable (recorded, with a warning if that comes after tracing)."""
+        from ._debuggable import _Debuggable, debuggable, traced_message
+
+        if isinstance(target, _Debuggable):  # wrapped already (or decorated by the program itself)
+            return target
         if not (callable(target) or isinstance(target, (classmethod, staticmethod))):
-            raise _UsageError(f"--debug {self.text}: {where}.{name} is not callable (it is a "
+            raise _UsageError(f"--debug {self.text}: {where} is not callable (it is a "
                               f"{type(target).__name__}); name a function or method")
+        late = traced_message(target)
+        if late is not None:
+            print(f"eagerctl run: warning: --debug {self.text}: {late}", file=sys.stderr)
         try:
-            wrapped = debuggable(target)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", EagerctlWarning)  # said above, pointing at no eagerctl line
+                wrapped = debuggable(target)
         except TypeError as exc:
             raise _UsageError(f"--debug {self.text}: {exc}") from None
-        setattr(owner, name, wrapped)
-        self.applied = True
+        self.definitions.append(_definition_site(target))
+        return wrapped
 
 
 class _Runner:
@@ -260,6 +302,7 @@ class _Runner:
         self.module = module
         self.program_args = program_args
         self.specs = specs
+        self.module_watch = _ModuleWatch([spec for spec in specs if not spec.in_main])
 
     def run(self) -> int:
         saved_argv = sys.argv
@@ -270,6 +313,7 @@ class _Runner:
             sys.argv = saved_argv
             if saved_path0 is not None:
                 sys.path[0] = saved_path0
+            self.module_watch.uninstall()
             for spec in self.specs:
                 spec.live = False
 
@@ -291,6 +335,7 @@ class _Runner:
             setup.finish()
             return _exit_status(exc.code)
         try:
+            setup.start()
             status = self._execute()
             if setup.scope is not None and setup.scope.process:
                 status = _wait_for_threads(status)
@@ -328,6 +373,7 @@ class _Runner:
         if self.specs:
             import wrapt
 
+            self.module_watch.install()
             try:
                 for spec in self.specs:
                     if not spec.in_main:
@@ -339,6 +385,10 @@ class _Runner:
 
     def _report_unapplied(self, status: int) -> int:
         for spec in self.specs:
+            if spec.applied:
+                n = len(spec.definitions)
+                print(f"eagerctl run: --debug {spec.text} wrapped {n} definition{'s' if n != 1 else ''}: "
+                      f"{', '.join(spec.definitions)}", file=sys.stderr)
             if spec.applied or spec.failed:
                 continue
             if spec.in_main and status == 0:
@@ -375,19 +425,8 @@ class _Runner:
         main_specs = [spec for spec in self.specs if spec.in_main]
         if not main_specs:
             return self._execute_program()
-        if sys.gettrace() is not None:
-            print("eagerctl run: error: --debug __main__:... needs sys.settrace, and a debugger or coverage "
-                  "tool already uses it here; move the function into a module, or decorate it with "
-                  "@eagerctl.debuggable", file=sys.stderr)
-            for spec in main_specs:
-                spec.failed = True
-            return 2
-        tracer = _MainTracer(main_specs)
-        sys.settrace(tracer.on_call)
-        try:
+        with _MainWatch(main_specs):
             return self._execute_program()
-        finally:
-            tracer.stop()
 
     def _execute_program(self) -> int:
         try:
@@ -408,25 +447,40 @@ class _Runner:
 
 
 class _TensorFlowSetup:
-    """What `eagerctl run` does to TensorFlow, done by a post-import hook on it.
+    """What `eagerctl run` does to TensorFlow.
 
-    The mode scope (--eager/--graph) and tf.data debug mode are set up right
-    after the program's own `import tensorflow`, in the thread that imports
-    it. A local scope is entered only if that is the thread that runs the
-    program (it always is, unless the program imports TensorFlow first in a
-    thread of its own; then a warning says to use --process).
+    A local mode scope (--eager/--graph without --process) is entered before
+    the program starts, in the context of the thread that runs it, so the
+    program's main thread and every asyncio task it starts inherit it, wherever
+    and however the program then imports TensorFlow (in a child task, in a
+    thread). It is exited there after the program. A process scope and tf.data
+    debug mode are set up by a post-import hook right after the program's own
+    `import tensorflow`, so that settings the program makes before it
+    (TF_CPP_MIN_LOG_LEVEL, ...) still apply; that hook also checks that local
+    overrides work with this TensorFlow.
     """
 
     def __init__(self, scope: Any, data_debug: bool) -> None:
         self.scope = scope
         self.data_debug = data_debug
-        self.thread = threading.current_thread()
         self.live = True
         self.entered = False
+        self.activation: Any = None
 
     @property
     def needed(self) -> bool:
         return self.scope is not None or self.data_debug
+
+    def start(self) -> None:
+        if self.scope is None or self.scope.process:
+            return
+        from . import _hook
+
+        if _hook.installed:
+            self.scope.__enter__()
+        else:
+            self.activation = _enter_before_tensorflow(self.scope)
+        self.entered = True
 
     def on_import(self, tf: ModuleType) -> None:
         if not self.live:
@@ -436,26 +490,48 @@ class _TensorFlowSetup:
             tf.data.experimental.enable_debug_mode()
         if self.scope is None:
             return
-        if not self.scope.process and threading.current_thread() is not self.thread:
-            print(f"eagerctl run: warning: the program imported TensorFlow first in thread "
-                  f"{threading.current_thread().name!r}, so {self.scope!r} could not be set for its main "
-                  "thread; use --process", file=sys.stderr)
-            return
+        from . import _hook
+
         try:
-            self.scope.__enter__()
+            if self.scope.process:
+                self.scope.__enter__()
+                self.entered = True
+            else:
+                _hook.require_local()  # the override entered before the program needs the hook
         except EagerctlError as exc:
             print(f"eagerctl run: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-        self.entered = True
 
     def finish(self) -> None:
         self.live = False
-        if self.entered:
-            self.entered = False
-            try:
-                self.scope.__exit__(None, None, None)
-            except EagerctlError as exc:  # entered in a context the program then left (an asyncio task)
-                print(f"eagerctl run: warning: {exc}", file=sys.stderr)
+        if not self.entered:
+            return
+        self.entered = False
+        if self.activation is not None:
+            activation, self.activation = self.activation, None
+            activation.exit()
+        else:
+            self.scope.__exit__(None, None, None)
+
+
+def _enter_before_tensorflow(scope: Any) -> Any:
+    """Enter local `scope` in this context before TensorFlow is imported; its activation.
+
+    `Activation.enter()` needs TF (to install the hook, and to check for a
+    trace). Before TF is imported nothing can be traced and nothing reads the
+    override yet: this does the rest of the local entry, the same steps in the
+    same order, and eagerctl's import hook installs the hook reading it when the
+    program imports TF. `Activation.exit()` leaves it as usual.
+    """
+    from . import _local, _scope
+
+    activation = _scope.Activation(scope, sys._getframe(1), enter=False)
+    activation.thread = threading.get_ident()
+    activation.below = _local.STACK.get()
+    activation.value = scope.enabled
+    _scope.LIVE_LOCAL[activation] = None
+    activation.token = _local.STACK.set(activation)
+    return activation
 
 
 def _module_exists(name: str) -> bool:
@@ -483,10 +559,10 @@ def _module_exists(name: str) -> bool:
     return True
 
 
-def _find_spec(fullname: str, path: list[str] | None) -> Any:
+def _find_spec(fullname: str, path: list[str] | None, skip: object = None) -> Any:
     for finder in sys.meta_path:
         # wrapt's post-import finder only delegates, through importlib.util.find_spec (which imports parents).
-        if type(finder).__module__.startswith("wrapt"):
+        if finder is skip or type(finder).__module__.startswith("wrapt"):
             continue
         find_spec = getattr(finder, "find_spec", None)
         if find_spec is None:
@@ -516,45 +592,130 @@ class _Globals:
         self._namespace[name] = value
 
 
-class _MainTracer:
-    """Applies `--debug __main__:NAME` specs as the program binds those names.
+class _WatchedNamespace(MutableMapping[str, Any]):
+    """A module's namespace as its module-level code sees it, with `--debug` targets wrapped as bound.
 
-    The program's own code runs as `__main__` and is never imported, so no
-    import hook can see it. A trace function follows the program's module-level
-    code line by line and wraps each named function right after its `def` (or
-    other binding) ran. Tracing costs time, so it stops as soon as every spec
-    is applied, usually after the program's first few lines (its imports).
+    The module's code runs as `exec(code, namespace, _WatchedNamespace(namespace, specs))`:
+    its `def`, `class`, `import` and assignment statements store names through
+    `__setitem__` (the `*_NAME` opcodes use the locals mapping), and everything is
+    kept in the real namespace, which its functions use as their globals. Each
+    binding of a `--debug` target's first name is wrapped before it is stored, so
+    every definition is wrapped, however often the program redefines it.
+    """
+
+    __slots__ = ("_namespace", "_specs")
+
+    def __init__(self, namespace: dict[str, Any], specs: list[_DebugSpec]) -> None:
+        self._namespace = namespace
+        self._specs = specs
+
+    def __getitem__(self, name: str) -> Any:
+        return self._namespace[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        for spec in self._specs:
+            if spec.top == name:
+                value = spec.bind(value)  # SystemExit(2) on a bad target
+        self._namespace[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._namespace[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._namespace
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._namespace)
+
+    def __len__(self) -> int:
+        return len(self._namespace)
+
+
+def _definition_site(target: Any) -> str:
+    """file:line of the `def` behind `target` (a function, method, tf.function), or its repr."""
+    inner = target.__func__ if isinstance(target, (classmethod, staticmethod)) else target
+    inner = getattr(inner, "python_function", inner)
+    code = getattr(inspect.unwrap(inner) if inspect.isroutine(inner) else inner, "__code__", None)
+    if code is None:
+        return repr(target)
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+class _MainWatch:
+    """Runs the program's own code (`__main__`) with its namespace watched for `--debug __main__:...`.
+
+    runpy executes the program with `exec(code, run_globals)`; a module-level
+    `exec` in runpy's namespace takes the place of the builtin for that one call.
     """
 
     def __init__(self, specs: list[_DebugSpec]) -> None:
-        self.pending = list(specs)
-        self.frame: Any = None
+        self.specs = specs
 
-    def on_call(self, frame: Any, event: str, arg: Any) -> Any:
-        if (self.frame is None and event == "call" and frame.f_code.co_name == "<module>"
-                and frame.f_globals.get("__name__") == "__main__"):
-            self.frame = frame
-            return self.on_line
-        return None
+    def __enter__(self) -> _MainWatch:
+        runpy.exec = self._exec  # type: ignore[attr-defined]
+        return self
 
-    def on_line(self, frame: Any, event: str, arg: Any) -> Any:
-        # Each event comes before its line runs: the previous line's bindings are visible.
-        namespace = frame.f_globals
-        for spec in list(self.pending):
-            if spec.qualname.split(".")[0] in namespace:
-                self.pending.remove(spec)
-                spec.apply(_Globals(namespace))  # SystemExit(2) on a bad target
-        if not self.pending or event == "return":
-            self.stop()
+    def __exit__(self, *exc_info: object) -> None:
+        runpy.__dict__.pop("exec", None)
+
+    def _exec(self, code: Any, run_globals: dict[str, Any], *rest: Any) -> None:
+        runpy.__dict__.pop("exec", None)  # once: a runpy call the program makes itself is its own
+        if rest or run_globals.get("__name__") != "__main__":
+            exec(code, run_globals, *rest)  # what runpy would have done
+            return
+        exec(code, run_globals, _WatchedNamespace(run_globals, self.specs))
+
+
+class _ModuleWatch(importlib.abc.MetaPathFinder):
+    """Runs the code of the modules named by `--debug pkg.mod:NAME` with their namespace watched.
+
+    A finder placed after wrapt's (whose post-import hooks still fire) finds
+    the module as the other finders would, and gives its spec a loader that
+    runs the module's code through `_WatchedNamespace`.
+    """
+
+    def __init__(self, specs: list[_DebugSpec]) -> None:
+        self.specs: dict[str, list[_DebugSpec]] = {}
+        for spec in specs:
+            self.specs.setdefault(spec.module, []).append(spec)
+
+    def install(self) -> None:
+        place = next((i + 1 for i, finder in enumerate(sys.meta_path)
+                      if type(finder).__module__.startswith("wrapt")), 0)
+        sys.meta_path.insert(place, self)
+
+    def uninstall(self) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+        specs = self.specs.get(fullname)
+        if specs is None or not all(spec.live for spec in specs):
             return None
-        return self.on_line
+        found = _find_spec(fullname, list(path) if path is not None else None, skip=self)
+        loader = getattr(found, "loader", None)
+        if found is None or not callable(getattr(loader, "get_code", None)):
+            return None  # not Python source we can run ourselves: the post-import hook wraps the end result
+        found.loader = _WatchedLoader(loader, specs)
+        return found
 
-    def stop(self) -> None:
-        if sys.gettrace() == self.on_call:
-            sys.settrace(None)
-        if self.frame is not None:
-            self.frame.f_trace = None
-            self.frame = None
+
+class _WatchedLoader(importlib.abc.Loader):
+    """A module's own loader, except that its code runs with the namespace watched."""
+
+    def __init__(self, loader: Any, specs: list[_DebugSpec]) -> None:
+        self._loader = loader
+        self._specs = specs
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_resource_reader, ...: the real loader's
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        code = self._loader.get_code(module.__name__)
+        exec(code, module.__dict__, _WatchedNamespace(module.__dict__, self._specs))
 
 
 def _wait_for_threads(status: int) -> int:
