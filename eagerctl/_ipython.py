@@ -545,6 +545,7 @@ class _Extension:
             return
         functions = [n for n, kind in found if kind == "function"]
         models = [n for n, kind in found if kind == "model"]
+        losses = [n for n, kind in found if kind == "loss"]
         now = "runs eagerly" if magic == "debuggable" else "is compiled again"
         parts = []
         if functions:
@@ -557,6 +558,10 @@ class _Extension:
             parts.append(f"the Keras model(s) {listed} already built train/test/predict functions that "
                          f"hold the old body of {name}: run {models[0]}.make_train_function(force=True) "
                          "(or compile the model again) for fit to trace it again")
+        if losses:
+            listed = ", ".join(losses)
+            parts.append(f"the Keras model(s) {listed} were compiled with loss={name} and hold that function "
+                         f"itself: compile {losses[0]} again with loss={name} to use the new one")
         message = (f"%{magic} {dotted}: {name} {now} where it is called from now on, but "
                    + "; ".join(parts) + ".")
         warnings.warn_explicit(message, EagerctlWarning, filename=f"%{magic} {dotted}", lineno=1,
@@ -626,9 +631,7 @@ def _is_keras_model(value: object) -> bool:
                for c in type(value).__mro__)
 
 
-def _model_calls(model: Any, name: str, target: Any, namespace: dict[str, Any]) -> bool:
-    if getattr(model, "loss", None) is target:
-        return True
+def _model_calls(model: Any, name: str, namespace: dict[str, Any]) -> bool:
     objects = [model, *getattr(model, "layers", [])]
     seen: set[int] = set()
     for obj in objects:
@@ -641,7 +644,9 @@ def _model_calls(model: Any, name: str, target: Any, namespace: dict[str, Any]) 
 
 
 def _traced_users(namespace: dict[str, Any], name: str, target: Any) -> set[tuple[str, str]]:
-    """(variable name, "function" or "model") of what was already traced with `name` in it."""
+    """(variable name, kind) of what already holds the old `name`: "function" (a traced tf.function that
+    calls it), "model" (a Keras model whose built train/test/predict functions call it), "loss" (a Keras
+    model compiled with it as its loss)."""
     function_type: Any = _tf_function_type()
     if function_type is None:  # TensorFlow not imported: nothing can have been traced
         return set()
@@ -659,9 +664,12 @@ def _traced_users(namespace: dict[str, Any], name: str, target: Any) -> set[tupl
             if traced and _calls(value, name, namespace, set()):
                 found.add((key, "function"))
         elif _is_keras_model(value):
+            if getattr(value, "loss", None) is target:
+                found.add((key, "loss"))  # what compile() keeps: retracing alone would not change it
+                continue
             built = any(getattr(value, attr, None) is not None
                         for attr in ("train_function", "test_function", "predict_function"))
-            if built and _model_calls(value, name, target, namespace):
+            if built and _model_calls(value, name, namespace):
                 found.add((key, "model"))
     return found
 
