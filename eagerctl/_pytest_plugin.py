@@ -180,8 +180,9 @@ def _marker_mode(item: pytest.Item) -> Mode | None:
         # would pass off one mode as both.
         pytest.fail(
             f"{item.nodeid}: tf_both_modes cannot run this test in both modes: pytest does not "
-            f"parametrize it (unittest.TestCase methods, and marks added after collection, are "
-            f"not parametrized); mark it tf_eager or tf_graph, or write it as a test function",
+            f"parametrize it (unittest.TestCase methods, marks on a pytest.param and marks added "
+            f"after collection are not parametrized); mark it tf_eager or tf_graph, or write it "
+            f"as a test function marked tf_both_modes",
             pytrace=False,
         )
     return MARKERS[names[0]] if names else None

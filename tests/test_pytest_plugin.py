@@ -245,10 +245,19 @@ def test_session_option_eager(tfdir: pytest.Pytester) -> None:
 
         def test_back_to_session_mode(probe):
             assert probe() == "eager"
+
+        def test_resets_everything(probe):
+            import eagerctl
+
+            eagerctl.reset()
+            assert probe() == "graph"
+
+        def test_session_mode_back_after_a_reset(probe):
+            assert probe() == "eager"
         """
     )
     result = run(tfdir, "--tf-eager")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(["eagerctl: every tf.function runs eager (--tf-eager)"])
 
 
@@ -278,21 +287,39 @@ def test_both_session_options_is_a_usage_error(tfdir: pytest.Pytester) -> None:
 def test_conflicting_markers_error_naming_the_test(tfdir: pytest.Pytester) -> None:
     tfdir.makepyfile(
         """
+        import unittest
+
         import pytest
 
         @pytest.mark.tf_eager
         @pytest.mark.tf_graph
         def test_both():
             pass
+
+        @pytest.mark.tf_both_modes
+        class TestCase(unittest.TestCase):
+            def test_method(self):
+                pass
+
+        @pytest.mark.parametrize("x", [pytest.param(1, marks=pytest.mark.tf_both_modes)])
+        def test_late_mark(x):
+            pass
         """
     )
     result = run(tfdir)
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([
-        "test_conflicting_markers_error_naming_the_test.py::test_both: markers tf_eager, "
-        "tf_graph exclude each other (both on 'test_conflicting_markers_error_naming_the_test.py::"
-        "test_both'); keep one of them"
-    ])
+    result.assert_outcomes(errors=3)
+    name = "test_conflicting_markers_error_naming_the_test.py"
+    both = ("tf_both_modes cannot run this test in both modes: pytest does not parametrize it "
+            "(unittest.TestCase methods, marks on a pytest.param and marks added after collection are "
+            "not parametrized); mark it tf_eager or tf_graph, or write it as a test function marked "
+            "tf_both_modes")
+    for line in [
+        f"{name}::test_both: markers tf_eager, tf_graph exclude each other (both on '{name}::test_both'); "
+        "keep one of them",
+        f"{name}::TestCase::test_method: {both}",
+        f"{name}::test_late_mark[1]: {both}",
+    ]:
+        assert line in result.stdout.lines
 
 
 FIX = (
@@ -614,3 +641,224 @@ def test_leaked_scopes_are_reported_as_scopes_exited_and_nobody_else_is_blamed(
     assert "set tf.config.run_functions_eagerly" not in out
     assert "innocent" not in out.split("short test summary")[-1]
     assert out.count(" left ") == 4
+
+
+THREADS = """
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import eagerctl
+
+worker = ThreadPoolExecutor(1, thread_name_prefix="worker")
+held = []
+
+
+def test_leaks_in_a_finished_thread():
+    thread = threading.Thread(target=lambda: eagerctl.eager_scope().__enter__())  # leak-thread
+    thread.start()
+    thread.join()
+
+
+def test_leaks_in_an_asyncio_task():
+    async def main():
+        eagerctl.eager_scope().__enter__()  # leak-task
+
+    asyncio.run(main())
+
+
+def test_nothing_left_behind(probe):
+    assert probe() == "graph"
+    assert eagerctl.status().scopes == ()
+
+
+def test_leaks_in_a_live_worker_thread(probe):
+    def enter():
+        scope = eagerctl.eager_scope()
+        scope.__enter__()  # leak-worker
+        held.append(scope)
+
+    worker.submit(enter).result()
+
+
+def test_worker_keeps_it_until_it_exits_it(probe):
+    assert (worker.submit(probe).result(), probe()) == ("eager", "graph")
+    worker.submit(held[0].__exit__, None, None, None).result()
+    assert worker.submit(probe).result() == "graph"
+    worker.shutdown()
+"""
+
+
+def test_leaks_in_other_threads_and_tasks(tfdir: pytest.Pytester) -> None:
+    path = tfdir.makepyfile(test_threads=THREADS)
+    result = run(tfdir)
+    result.assert_outcomes(passed=5, warnings=3)
+    warned = _warnings(result)
+    who = "test_threads.py::test_leaks_in"
+    dropped = "so it is in force nowhere and eagerctl has dropped it"
+    assert re.search(
+        re.escape(f"{who}_a_finished_thread left eager_scope(True) active (entered at "
+                  f"{path}:{_line_of(path, '# leak-thread')} in thread 'thread ")
+        + r"\d+ \(finished\)'\); " + re.escape(f"its thread has finished, {dropped}. {WARN_FIX}"),
+        warned,
+    )
+    assert (
+        f"{who}_an_asyncio_task left eager_scope(True) active (entered at {path}:"
+        f"{_line_of(path, '# leak-task')} in thread 'MainThread', asyncio task 'Task-1'); its "
+        f"asyncio task has finished, {dropped}. {WARN_FIX}"
+    ) in warned
+    assert (
+        f"{who}_a_live_worker_thread left eager_scope(True) active (entered at {path}:"
+        f"{_line_of(path, '# leak-worker')} in thread 'worker_0'); a local scope can only be exited "
+        f"where it was entered, so it stays in force in that thread until code there exits it. {WARN_FIX}"
+    ) in warned
+    assert "test_worker_keeps_it" not in warned and "test_nothing_left" not in warned
+
+
+FIXTURES = """
+import pytest
+import tensorflow as tf
+
+import eagerctl
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_eagerly():
+    # Seen in the wild: set for the whole session, never restored.
+    tf.config.run_functions_eagerly(True)
+
+
+@pytest.fixture(scope="module")
+def graph_for_the_module():
+    with eagerctl.graph_scope():
+        yield
+
+
+@pytest.fixture(scope="class")
+def leaky():
+    eagerctl.graph_scope(process=True).__enter__()  # leak-fixture
+
+
+class TestLeakyFixture:
+    def test_one(self, leaky, probe):
+        assert probe() == "graph"
+
+    def test_two(self, leaky):
+        assert eagerctl.status().scopes[-1].scope == "graph_scope(process=True)"
+
+
+def test_session_fixture_decides(probe):
+    assert probe() == "eager"
+
+
+def test_module_fixture(graph_for_the_module, probe):
+    assert probe() == "graph"
+
+
+def test_module_fixture_still_set_up(graph_for_the_module, probe):
+    assert probe() == "graph"
+
+
+def test_after_the_class(probe):
+    assert eagerctl.status().scopes[-1].scope == "graph_scope()"  # the module fixture's, still set up
+    assert probe() == "graph"
+"""
+
+
+def test_wider_fixtures_own_what_they_enter_and_are_named_not_a_test(tfdir: pytest.Pytester) -> None:
+    path = tfdir.makepyfile(test_fixtures=FIXTURES)
+    try:
+        result = tfdir.runpytest(*ARGS)
+        assert tf.config.functions_run_eagerly()  # `warn` left the session fixture's write in place
+    finally:
+        tf.config.run_functions_eagerly(False)
+    result.assert_outcomes(passed=6, warnings=2)
+    warned = _warnings(result)
+    assert (
+        f"fixture 'leaky' (class scope) left graph_scope(process=True) active (entered at "
+        f"{path}:{_line_of(path, '# leak-fixture')} in thread 'MainThread'); eagerctl has exited it. "
+        f"{WARN_FIX}"
+    ) in warned
+    assert (
+        "fixture 'run_eagerly' (session scope) set tf.config.run_functions_eagerly(True) and did not "
+        f"restore it (it was False before it was set up); later tests run with it. {WARN_FIX}"
+    ) in warned
+    assert "test_fixtures.py::test_after_the_class\n" in warned  # where the session fixture ended
+    assert not re.search(r"test_\w+ (left|set) ", warned)  # no test is blamed
+    # In error mode the same two are errors, and everything is restored.
+    errors = run(tfdir, "--tf-flag-guard=error")
+    errors.assert_outcomes(passed=6, errors=2)
+    assert errors.stdout.lines.count(ERROR_FIX) == 2
+
+
+# -- a project that never asked for the plugin ------------------------------------------
+
+# TensorFlow's own tests (tf_function_test and others) follow this pattern: a
+# test sets the flag, and every test's setUp resets it.
+TF_PATTERN = """
+import unittest
+
+import tensorflow as tf
+
+
+class FunctionTest(unittest.TestCase):
+    def setUp(self):
+        super().setUp()
+        tf.config.run_functions_eagerly(False)
+
+    def _double(self):
+        bodies = []
+
+        @tf.function
+        def double(x):
+            bodies.append(tf.executing_eagerly())
+            return x * 2
+
+        return double, bodies
+
+    def test_a_runs_eagerly_when_asked(self):
+        double, bodies = self._double()
+        tf.config.run_functions_eagerly(True)
+        self.assertEqual([int(double(tf.constant(v))) for v in (1, 2)], [2, 4])
+        self.assertEqual(bodies, [True, True])  # the Python body ran on every call
+
+    def test_b_compiled_by_default(self):
+        double, bodies = self._double()
+        self.assertEqual([int(double(tf.constant(v))) for v in (1, 2)], [2, 4])
+        self.assertEqual((bodies, double.experimental_get_tracing_count()), ([False], 1))
+"""
+
+
+def test_tf_pattern_unchanged_by_the_default_guard(tfdir: pytest.Pytester) -> None:
+    tfdir.makepyfile(test_tf_pattern=TF_PATTERN)
+    no_plugin = ["-p", "no:eagerctl"] if not PLUGIN else []  # the entry point's name
+
+    def results(*args: str) -> list[str]:
+        result = tfdir.runpytest("-p", "no:cacheprovider", "-v", *args)
+        assert not tf.config.functions_run_eagerly()
+        pattern = re.compile(r"(test_tf_pattern\.py::\S+ (PASSED|FAILED|ERROR))")
+        outcomes = [pattern.match(line) for line in result.stdout.lines]
+        return [m.group(1) for m in outcomes if m] + [f"exit {int(result.ret)}"]
+
+    without = results(*no_plugin)
+    assert without == [
+        "test_tf_pattern.py::FunctionTest::test_a_runs_eagerly_when_asked PASSED",
+        "test_tf_pattern.py::FunctionTest::test_b_compiled_by_default PASSED",
+        "exit 0",
+    ]
+    assert results(*PLUGIN) == without
+    # ... also where warnings are errors: the guard's warning never fails a test.
+    tfdir.makeini("[pytest]\nfilterwarnings =\n    error\n")
+    assert results(*PLUGIN) == without
+    strict = run(tfdir, "-W", "error")
+    strict.assert_outcomes(passed=2, warnings=1)
+    message = _flag_message(
+        "test_tf_pattern.py::FunctionTest::test_a_runs_eagerly_when_asked", True, False, restored=False
+    )
+    assert f"EagerctlWarning: {message}. {WARN_FIX}" in _warnings(strict)
+    # Asked for, the error names the test, and the flag is restored at once.
+    errors = run(tfdir, "--tf-flag-guard=error")
+    errors.assert_outcomes(passed=2, errors=1)
+    assert _flag_message(
+        "test_tf_pattern.py::FunctionTest::test_a_runs_eagerly_when_asked", True, False, restored=True
+    ) in errors.stdout.lines
