@@ -104,6 +104,36 @@ def steps_table(steps: list[StepResult], absent: str) -> str:
     return "\n".join(lines)
 
 
+DOCS_BEGIN = "<!-- benchmarks:begin (python -m benchmarks --docs FILE rewrites this part) -->"
+DOCS_END = "<!-- benchmarks:end -->"
+
+
+def write_docs(path: str, m: dict[str, Any], mode: str, seconds: float, *, rows: list[Row],
+               steps: list[StepResult], absent: str) -> None:
+    """Put this run's tables, and the commit they measured, between the markers in the page at `path`."""
+    with open(path) as fh:
+        text = fh.read()
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        raise SystemExit(f"python -m benchmarks: error: --docs {path}: the page has no {DOCS_BEGIN} ... "
+                         f"{DOCS_END} markers to put the tables between")
+    parts = [f"Measured on: {describe(m)}. {mode.capitalize()} run, {seconds:.0f} s. Raw numbers, round by "
+             "round: `benchmarks/results/bench.json`."]
+    if rows:
+        parts += ["**What eagerctl costs.** Ratio = eagerctl over the anchor (lower is better), except in "
+                  "the threads row, a throughput ratio (higher is better), and in the memory row, the "
+                  "retained bytes over the 64 KiB limit.", figures_table(rows)]
+        if notes(rows):
+            parts.append(notes(rows))
+    if steps:
+        parts += ["**What eager execution costs.** Time per call of each train step compiled, run "
+                  "eagerly (inside `eager_scope()`), and compiled with only its loss `@debuggable` (an eager "
+                  "island).", steps_table(steps, absent)]
+    head, rest = text.split(DOCS_BEGIN, 1)
+    tail = rest.split(DOCS_END, 1)[1]
+    with open(path, "w") as fh:
+        fh.write(head + DOCS_BEGIN + "\n\n" + "\n\n".join(parts) + "\n\n" + DOCS_END + tail)
+
+
 def notes(rows: list[Row]) -> str:
     return "\n".join(f"- {row.figure.strip()}: {row.note}" for row in rows if row.note)
 

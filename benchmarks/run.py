@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="few short rounds: checks the runner, under a minute")
     parser.add_argument("--json", metavar="FILE", help="write every figure, round by round, to FILE")
     parser.add_argument("--plot", metavar="FILE.png", help="draw the figures (bars) and targets (marks)")
+    parser.add_argument("--docs", metavar="FILE.md",
+                        help="write the tables, the machine and the commit measured into FILE.md "
+                             "(between its benchmarks:begin/end markers): docs/performance.md")
     parser.add_argument("--only", metavar="KEY", action="append",
                         help="run only these groups: " + ", ".join(GROUPS))
     return parser
@@ -114,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fh.write("\n")
     if args.plot:
         _report.plot(args.plot, m, rows, steps)
+    if args.docs:
+        _report.write_docs(args.docs, m, mode, took, rows=rows, steps=steps, absent=absent)
     return 0
 
 
