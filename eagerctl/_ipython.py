@@ -295,8 +295,8 @@ class _Extension:
         if here:
             act = here[0]
             print(f"eagerctl: note: {act.scope!r} (entered at {act.where}) is still active in this context "
-                  f"and decides here: tf.functions called from these cells run {_mode(act.value)}; exit it, or "
-                  "run %eager reset")
+                  f"and decides here: tf.functions called from these cells run {_mode(act.value)}; exit it, "
+                  "or run %eager reset")
 
     # -- %%eager / %%graph -------------------------------------------------------------------------------
     def run_cell_in(self, scope: Scope, cell: str) -> None:

@@ -11,7 +11,6 @@ time its Python body runs (compiled, the body runs only while tracing).
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sys
 import time
@@ -112,7 +111,7 @@ class Kernel:
             try:
                 msg = self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"cell did not finish in {TIMEOUT} s: {code!r}; so far {cell!r}") from None
+                raise AssertionError(f"cell did not finish in {TIMEOUT} s: {code!r}; {cell!r}") from None
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]
@@ -160,21 +159,22 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
 @pytest.fixture
 def nb(kernel: Kernel) -> Iterator[Kernel]:
     """The shared kernel, clean before and after the test."""
-    clean = "%eager reset\ntf.config.run_functions_eagerly(False)\nassert not eagerctl.status().scopes, eagerctl.status()"
+    clean = ("%eager reset\ntf.config.run_functions_eagerly(False)\n"
+             "assert not eagerctl.status().scopes, eagerctl.status()")
     kernel.run(clean)
     yield kernel
     kernel.run(clean)
 
 
 def test_the_extension_loads_with_the_kernels_ipykernel(nb: Kernel) -> None:
-    import ipykernel
+    from importlib.metadata import version
 
-    major = nb.value("__import__('ipykernel').__version__.split('.')[0]")
-    assert major == ipykernel.__version__.split(".")[0]
-    assert nb.value("[k in get_ipython().magics_manager.magics['line'] for k in ('eager', 'debuggable', 'undebuggable')]") \
+    major = nb.value("__import__('importlib.metadata').metadata.version('ipykernel').split('.')[0]")
+    assert major == version("ipykernel").split(".")[0]
+    nb.run("magics = get_ipython().magics_manager.magics")
+    assert nb.value("[k in magics['line'] for k in ('eager', 'debuggable', 'undebuggable')]") \
         == "[True, True, True]"
-    assert nb.value("sorted(k for k in get_ipython().magics_manager.magics['cell'] if k in ('eager', 'graph'))") \
-        == "['eager', 'graph']"
+    assert nb.value("[k in magics['cell'] for k in ('eager', 'graph')]") == "[True, True]"
 
 
 def test_eager_on_graph_off_set_the_mode_of_every_following_cell_and_thread(nb: Kernel) -> None:
@@ -219,7 +219,7 @@ def test_unknown_eager_argument_is_a_usage_error_that_changes_nothing(nb: Kernel
 
 def test_cell_magics_set_the_mode_of_one_cell_and_display_its_last_expression(nb: Kernel) -> None:
     cell = nb.run("%%eager\nfirst = mode()\nprint(first, mode_in_thread(), eagerctl.is_eager())\nfirst + '!'")
-    assert cell.stdout == "eager graph True\n"  # local to the cell: a thread it starts keeps the kernel's mode
+    assert cell.stdout == "eager graph True\n"  # local to the cell: a thread it starts keeps the kernel's
     assert cell.results[0]["text/plain"] == "'eager!'"
     assert nb.value("mode(), eagerctl.is_eager()") == "graph False"
     nb.run("%eager on")
@@ -231,7 +231,8 @@ def test_cell_magics_set_the_mode_of_one_cell_and_display_its_last_expression(nb
 
 def test_a_cell_that_raises_leaves_the_mode_as_before_and_fails_the_cell(nb: Kernel) -> None:
     cell = nb.run("%%eager\nprint(mode())\nraise ValueError('bad batch')", check=False)
-    assert (cell.status, cell.ename, cell.evalue, cell.stdout) == ("error", "ValueError", "bad batch", "eager\n")
+    assert (cell.status, cell.ename, cell.evalue) == ("error", "ValueError", "bad batch")
+    assert cell.stdout == "eager\n"
     assert nb.value("mode(), eagerctl.is_eager()") == "graph False"
     cell = nb.run("with eagerctl.eager_scope():\n    mode()\n    1 / 0", check=False)
     assert cell.ename == "ZeroDivisionError"
@@ -257,8 +258,8 @@ for _ in range(100_000):
 def test_ctrl_c_in_a_cell_magic_leaves_the_kernel_in_its_mode_before_the_cell(nb: Kernel) -> None:
     cell = nb.run("%%eager\n" + LOOP, interrupt_when="started", check=False)
     assert (cell.status, cell.ename) == ("error", "KeyboardInterrupt")
-    assert nb.value("mode(), eagerctl.is_eager(), tf.config.functions_run_eagerly(), eagerctl.status().scopes") \
-        == "graph False False ()"
+    assert nb.value("mode(), eagerctl.is_eager(), tf.config.functions_run_eagerly(), eagerctl.status().scopes"
+                    ) == "graph False False ()"
     nb.run("%eager on")
     cell = nb.run("%%graph\n" + LOOP.replace("if eagerctl.is_eager()", "if not eagerctl.is_eager()"),
                   interrupt_when="started", check=False)
@@ -267,10 +268,12 @@ def test_ctrl_c_in_a_cell_magic_leaves_the_kernel_in_its_mode_before_the_cell(nb
 
 
 def test_ctrl_c_undoes_scopes_the_interrupted_cell_entered_and_left(nb: Kernel) -> None:
-    code = "s = eagerctl.eager_scope()\ns.__enter__()\np = eagerctl.graph_scope(process=True)\np.__enter__()\n" + LOOP
+    code = ("s = eagerctl.eager_scope()\ns.__enter__()\n"
+            "p = eagerctl.graph_scope(process=True)\np.__enter__()\n" + LOOP)
     cell = nb.run(code, interrupt_when="started", check=False)
     assert cell.ename == "KeyboardInterrupt"
-    assert "eagerctl: the interrupted cell left 2 scope(s) active: eager_scope(True) entered at" in cell.stderr
+    assert "eagerctl: the interrupted cell left 2 scope(s) active: eager_scope(True) entered at" \
+        in cell.stderr
     assert "graph_scope(process=True) entered at" in cell.stderr
     assert "Exited: tf.functions run graph here, as before the cell" in cell.stderr
     assert nb.value("mode(), s.active, p.active, eagerctl.status().scopes") == "graph False False ()"
@@ -285,7 +288,8 @@ def test_ctrl_c_undoes_scopes_the_interrupted_cell_entered_and_left(nb: Kernel) 
 def test_a_scope_entered_by_hand_exits_in_a_later_cell(nb: Kernel) -> None:
     nb.run("s = eagerctl.eager_scope()\ns.__enter__()")
     for _ in range(2):
-        assert nb.value("mode(), eagerctl.is_eager(), tf.config.functions_run_eagerly()") == "eager True False"
+        assert nb.value("mode(), eagerctl.is_eager(), tf.config.functions_run_eagerly()") \
+            == "eager True False"
     nb.run("g = eagerctl.graph_scope()\ng.__enter__()")
     assert nb.value("mode()") == "graph"
     nb.run("s.__exit__(None, None, None)")  # out of order, two cells later
@@ -319,8 +323,8 @@ def test_a_scope_that_cannot_exit_here_names_the_notebook_remedy(nb: Kernel) -> 
     assert cell.ename == "EagerctlError"
     assert "eager_scope(True) cannot exit in thread 'MainThread'" in cell.evalue
     assert "%eager reset drops every scope" in cell.stderr
-    assert "For a mode that lasts across cells use %eager on / %eager off; for part of one cell, a `with` block" \
-        in cell.stderr
+    assert ("For a mode that lasts across cells use %eager on / %eager off; for part of one cell, "
+            "a `with` block") in cell.stderr
     assert nb.value("mode()") == "graph"
 
 
@@ -342,13 +346,15 @@ def test_debuggable_magic_wraps_unwraps_and_names_the_already_traced_callers(nb:
     cell = nb.run("%debuggable loss_fn")
     assert cell.stdout == ("eagerctl: loss_fn is @debuggable: its calls run the Python body eagerly "
                            "(%undebuggable loss_fn to undo)\n")
-    assert "EagerctlWarning: %debuggable loss_fn: loss_fn runs eagerly where it is called from now on, but the " \
-           "tf.function(s) train_step were already traced, and their graphs hold the old body of loss_fn: calls " \
-           "of them keep running it. Re-run the cell that defines train_step to trace it again." in cell.stderr
+    assert ("EagerctlWarning: %debuggable loss_fn: loss_fn runs eagerly where it is called from now on, but "
+            "the tf.function(s) train_step were already traced, and their graphs hold the old body of "
+            "loss_fn: calls of them keep running it. Re-run the cell that defines train_step to trace it "
+            "again.") in cell.stderr
     assert nb.value("float(loss_fn(x)), body_runs") == "5.0 [False, True]"  # a direct call: eager
     assert nb.value("float(train_step(x)), body_runs") == "10.0 [False, True]"  # the old graph: body not run
     nb.run(DEFINE_STEP)  # re-run the defining cell, as the warning says
-    assert nb.value("float(train_step(x)), float(train_step(x)), body_runs") == "10.0 10.0 [False, True, True, True]"
+    # traced again: the call of loss_fn is an eager island, its body runs at every call of train_step
+    assert nb.value("float(train_step(x)), float(train_step(x)), body_runs[2:].count(True)") == "10.0 10.0 2"
     cell = nb.run("%undebuggable loss_fn")
     assert cell.stdout == "eagerctl: loss_fn is no longer @debuggable\n"
     assert "the tf.function(s) train_step were already traced" in cell.stderr
@@ -357,8 +363,8 @@ def test_debuggable_magic_wraps_unwraps_and_names_the_already_traced_callers(nb:
     assert "UsageError: %undebuggable loss_fn: <function loss_fn at" in cell.stderr
     assert "is not @debuggable; nothing to undo" in cell.stderr
     cell = nb.run("%debuggable no_such_fn", check=False)
-    assert "UsageError: %debuggable no_such_fn: name 'no_such_fn' is not defined in the notebook's namespace; " \
-           "run the cell that defines it first" in cell.stderr
+    assert ("UsageError: %debuggable no_such_fn: name 'no_such_fn' is not defined in the notebook's "
+            "namespace; run the cell that defines it first") in cell.stderr
 
 
 def test_debuggable_magic_on_a_method_and_a_tf_function_with_options(nb: Kernel) -> None:
@@ -375,7 +381,8 @@ def test_debuggable_magic_on_a_method_and_a_tf_function_with_options(nb: Kernel)
     cell = nb.run("%debuggable Scaler.scale --fast", check=False)
     assert "unknown option '--fast'" in cell.stderr
     nb.run("%undebuggable Scaler.scale")
-    assert nb.value("float(scaler.scale(tf.constant(1.0))), Scaler.__dict__['scale'] is original") == "2.0 True"
+    assert nb.value("float(scaler.scale(tf.constant(1.0))), Scaler.__dict__['scale'] is original") \
+        == "2.0 True"
     nb.run("%debuggable probe")  # a tf.function of the namespace
     assert nb.value("mode(), probe.experimental_get_tracing_count()") == "eager 1"
     nb.run("%undebuggable probe")
