@@ -172,7 +172,6 @@ def scope_enter_exit(cfg: Config) -> list[Row]:
     from eagerctl import eager_scope
 
     tf_cm = test_util.run_functions_eagerly
-    set_flag = tf.config.run_functions_eagerly
     var: contextvars.ContextVar[bool | None] = contextvars.ContextVar("bench", default=None)
 
     def local(n: int) -> float:
@@ -197,6 +196,7 @@ def scope_enter_exit(cfg: Config) -> list[Row]:
         return cpu_clock() - start
 
     def raw_flag(n: int) -> float:
+        set_flag = tf.config.run_functions_eagerly  # TF's own, bound by `before`
         start = cpu_clock()
         for _ in range(n):
             set_flag(True)
@@ -217,8 +217,23 @@ def scope_enter_exit(cfg: Config) -> list[Row]:
             var.reset(token)
         return cpu_clock() - start
 
-    res = _micro(cfg, {"local": local, "process": process, "tf": tf_context_manager,
-                       "flag": raw_flag, "contextvar": bare_contextvar, "minimal": minimal_scope}, "tf")
+    # TF's helper and the raw toggle run as without eagerctl: with TF's own
+    # `run_functions_eagerly`, not the hook's (which routes writes to the registry).
+    from eagerctl import _hook
+
+    def tf_writer() -> None:
+        _hook._uninstall_writer()
+
+    def hook_writer() -> None:
+        _hook._install_writer_again()
+
+    runners = {"local": local, "process": process, "tf": tf_context_manager,
+               "flag": raw_flag, "contextvar": bare_contextvar, "minimal": minimal_scope}
+    try:
+        res = _micro(cfg, runners, "tf",
+                     before={name: tf_writer if name in ("tf", "flag") else hook_writer for name in runners})
+    finally:
+        hook_writer()
     tf_text = f"`test_util.run_functions_eagerly`: {fmt_time(res.sides['tf'].per_op)}"
     raw = _raw(res)
     return [

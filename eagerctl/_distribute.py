@@ -17,24 +17,25 @@ Small patches of TensorFlow's distribution code, all reversible:
    until the replica threads finish, so the frames they see stay active while
    they run; a scope a replica thread enters itself is its own, pushed on top.
 
-2. **TF's internal all-gather function stays compiled.** A collective
-   all-gather (`ReplicaContext.all_gather`, `Strategy.gather` under
-   `MultiWorkerMirroredStrategy`) exists only in graphs: TF's launcher raises
+2. **A collective all-gather names its cause.** A collective all-gather
+   (`ReplicaContext.all_gather`, and `Strategy.gather` wherever TF implements
+   it with collectives: `MultiWorkerMirroredStrategy`, and `MirroredStrategy`
+   over more than one device) exists only in graphs: TF's launcher raises
    `RuntimeError: all_gather is not supported in eager mode.` when run
-   eagerly. In eager code TF therefore runs it through an internal
-   `tf.function` (`CollectiveAllReduce._batch_all_gather`), which an eager
-   override, or TF's own `tf.config.run_functions_eagerly(True)`, would run
-   eagerly, and fail. A local `graph_scope()` keeps that one internal function
-   compiled; the user's functions around it stay eager. Should the launcher
-   still be reached eagerly because of eagerctl (another TF version, another
-   path), `EagerctlError` says so instead of TF's bare error, naming the scope,
-   where it was entered, and the fix.
+   eagerly. In eager code TF runs it through an internal `tf.function`
+   (`CollectiveAllReduce._batch_all_gather`), which `_compiled` keeps compiled
+   under any eager override, eagerctl's or TF's own
+   `tf.config.run_functions_eagerly(True)` while the hook is installed (plain
+   TF fails there); the user's functions around it stay eager. Should the
+   launcher still be reached eagerly (a gather inside a function that runs
+   eagerly, another TF version or path), `EagerctlError` says why instead of
+   TF's bare error: the scope and where it was entered, or the flag, and the
+   fix.
 
-Nothing here imports TensorFlow. `install()` patches the three TF modules if
-they are imported (`import tensorflow` imports them all) and `uninstall()`
-restores TF's originals; they are meant to be called when eagerctl's hook is
-installed and uninstalled. `register_import_hook()` patches each module when
-it is imported instead.
+Nothing here imports TensorFlow. `install()` patches the two TF modules if
+they are imported (`import tensorflow` imports them both) and `uninstall()`
+restores TF's originals; the hook runs them when it is installed and
+uninstalled.
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ from typing import Any
 
 from . import _hook, _local
 from ._errors import EagerctlError
+from ._registry import REGISTRY
 
 MIRRORED_RUN = "tensorflow.python.distribute.mirrored_run"
-CROSS_DEVICE_OPS = "tensorflow.python.distribute.cross_device_ops"
 CROSS_DEVICE_UTILS = "tensorflow.python.distribute.cross_device_utils"
 ATTR = "_eagerctl_overrides"
 
@@ -79,18 +80,20 @@ def _patch_replica_thread(cls: type) -> dict[str, Callable[..., Any]]:
 
 def eager_cause() -> str | None:
     """What makes `tf.function`s run eagerly in this context, if eagerctl or the flag does."""
-    top = _local.STACK.get()
+    top = _local.innermost()
     if top is not None:
-        act = top.activation
-        return f"{act.scope!r} ({act.describe()})" if top.value else None
+        return _name(top) if top.value else None
     if not _hook.read_flag():
         return None
-    from ._registry import REGISTRY
-
     _, process = REGISTRY.snapshot()
     if process and process[-1].value:
-        return f"{process[-1].scope!r} ({process[-1].describe()})"
+        return _name(process[-1])
     return "tf.config.run_functions_eagerly(True)"
+
+
+def _name(entry: Any) -> str:
+    scope = getattr(entry, "scope", None)
+    return f"{scope!r} ({entry.describe()})" if scope is not None else str(entry.describe())
 
 
 def _patch_all_gather(cls: type) -> dict[str, Callable[..., Any]]:
@@ -103,8 +106,9 @@ def _patch_all_gather(cls: type) -> dict[str, Callable[..., Any]]:
             cause = eager_cause()
             if cause is not None:
                 raise EagerctlError(
-                    "TensorFlow cannot run a collective all_gather eagerly (ReplicaContext.all_gather, "
-                    "or Strategy.gather under MultiWorkerMirroredStrategy), and this call runs eagerly "
+                    "TensorFlow cannot run a collective all_gather eagerly (ReplicaContext.all_gather, or "
+                    "Strategy.gather under MultiWorkerMirroredStrategy or a MirroredStrategy over more than "
+                    "one device), and this call runs eagerly "
                     f"because of {cause}. Keep the code that gathers compiled: run it under "
                     "eagerctl.graph_scope(), or move the gather out of the code you run eagerly"
                 )
@@ -113,26 +117,9 @@ def _patch_all_gather(cls: type) -> dict[str, Callable[..., Any]]:
     return {"all_gather": checked_all_gather}
 
 
-def _patch_batch_all_gather(cls: type) -> dict[str, Callable[..., Any]]:
-    batch_all_gather = cls.__dict__["_batch_all_gather"]
-    from tensorflow.python.eager import context
-
-    from ._scope import graph_scope
-
-    @functools.wraps(batch_all_gather)
-    def compiled_batch_all_gather(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _hook.installed or not context.executing_eagerly():
-            return batch_all_gather(self, *args, **kwargs)
-        with graph_scope():  # the internal tf.function it calls must compile
-            return batch_all_gather(self, *args, **kwargs)
-
-    return {"_batch_all_gather": compiled_batch_all_gather}
-
-
 # module -> (class name, patch maker)
 _PATCHES: dict[str, tuple[str, Callable[[type], dict[str, Callable[..., Any]]]]] = {
     MIRRORED_RUN: ("_MirroredReplicaThread", _patch_replica_thread),
-    CROSS_DEVICE_OPS: ("CollectiveAllReduce", _patch_batch_all_gather),
     CROSS_DEVICE_UTILS: ("CollectiveReplicaLauncher", _patch_all_gather),
 }
 
@@ -173,3 +160,6 @@ def uninstall() -> None:
 
 def installed() -> bool:
     return bool(_originals)
+
+
+_hook.add_patches(install, uninstall)

@@ -1,14 +1,20 @@
-"""The hook into TensorFlow: the one module that touches TF's internals.
+"""The hook into TensorFlow: what eagerctl changes in TF, and nothing else.
+
+Above the data layer (`_local`, `_registry`), below everything else: it reads
+the local stack and the registry and knows nothing of scopes. Higher modules
+that patch TF too (`_distribute`, `_compiled`) register their patches with
+`add_patches()`, and the hook installs and removes them with itself.
 
 TF's `polymorphic_function.Function.__call__` asks the property
 `Function._run_functions_eagerly` at every call whether to run the Python body
 instead of the graph. TF's own property returns the process flag
-`eager_function_run.RUN_FUNCTIONS_EAGERLY`. The hook replaces only that
-property with one that reads this context's local override first
-(`_local.STACK`), then the same flag. `RestoredFunction` (SavedModel) defines
-its own property and is left alone. The one other patch, installed and removed
-with the hook, lives in `_distribute`: `tf.distribute`'s replica threads
-inherit the local overrides of the thread that starts them.
+`eager_function_run.RUN_FUNCTIONS_EAGERLY`. The hook replaces that property
+with one that reads this context's local override first (`_local.STACK`), then
+the same flag. `RestoredFunction` (SavedModel) defines its own property and is
+left alone. It also routes TF's `run_functions_eagerly` (`tf.config`'s, and
+the same function wherever TF's modules bound it) through the registry, so
+that while eagerctl's process scopes are active every write to the flag goes
+through one place.
 
 Nothing here imports TensorFlow at import time: the hook installs itself from a
 `wrapt` post-import hook when the user imports TF, or at eagerctl's first use.
@@ -16,6 +22,7 @@ Nothing here imports TensorFlow at import time: the hook installs itself from a
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from collections.abc import Callable
@@ -24,6 +31,7 @@ from typing import Any
 
 from . import _local
 from ._errors import EagerctlError
+from ._registry import REGISTRY
 
 FLAG_MODULE = "tensorflow.python.eager.polymorphic_function.eager_function_run"
 FUNCTION_MODULE = "tensorflow.python.eager.polymorphic_function.polymorphic_function"
@@ -55,20 +63,84 @@ local_error: EagerctlError | None = None  # why local overrides cannot work here
 installed = False
 
 _install_lock = threading.Lock()
+# (install, uninstall) pairs registered by the modules above this one.
+_patches: list[tuple[Callable[[], None], Callable[[], None]]] = []
+# (module, name) -> TF's own `run_functions_eagerly`, where the writer replaced it.
+_writers: dict[tuple[ModuleType, str], Any] = {}
+
+
+def add_patches(install: Callable[[], None], uninstall: Callable[[], None]) -> None:
+    """Have `install` and `uninstall` run with the hook's own (from a module above this one)."""
+    _patches.append((install, uninstall))
+    if installed:
+        install()
 
 
 def _make_property(flag_mod: ModuleType) -> property:
     get = _local.STACK.get
+    override = _local.override
 
-    # Default arguments make both reads local-variable loads: this runs on
+    # Default arguments make the reads local-variable loads: this runs on
     # every tf.function call in the process.
-    def _run_functions_eagerly(self: object, _get: Any = get, _flag: Any = flag_mod) -> bool:
+    def _run_functions_eagerly(self: object, _get: Any = get, _flag: Any = flag_mod,
+                               _override: Any = override) -> bool:
         top = _get()
         if top is None:
             return _flag.RUN_FUNCTIONS_EAGERLY  # type: ignore[no-any-return]  # a bool: TF stores bool(x)
-        return top.value  # type: ignore[no-any-return]  # a bool: scope values are checked
+        value = top.value
+        if value is None:  # a scope that has exited, seen from a copied context: look below it
+            value = _override()
+            if value is None:
+                return _flag.RUN_FUNCTIONS_EAGERLY  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]  # a bool: scope values are checked
 
     return property(_run_functions_eagerly, doc="Patched by eagerctl: local override, then the process flag.")
+
+
+def _make_writer(tf_writer: Callable[[bool], None]) -> Callable[[bool], None]:
+    get = _local.STACK.get
+
+    @functools.wraps(tf_writer)
+    def run_functions_eagerly(run_eagerly: bool) -> None:
+        top = get()
+        if top is not None and top.__class__ is _local.Frame and top.value is False:
+            # TF's own code saving and restoring the flag around functions it
+            # compiles (see `_compiled`), which already forces them compiled.
+            return
+        REGISTRY.write(bool(run_eagerly))
+
+    run_functions_eagerly.__eagerctl_original__ = tf_writer  # type: ignore[attr-defined]
+    return run_functions_eagerly
+
+
+def _install_writer(flag_mod: ModuleType) -> None:
+    tf_writer = flag_mod.__dict__.get("run_functions_eagerly")
+    if tf_writer is None or hasattr(tf_writer, "__eagerctl_original__"):
+        return
+    writer = _make_writer(tf_writer)
+    # Every module of TF's that bound the function (tf.config, tf.compat.v1.config,
+    # def_function, ...): read from module dicts, which never triggers TF's lazy loaders.
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("tensorflow", "keras", "tf_keras")):
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for attr in ("run_functions_eagerly",):
+            if namespace.get(attr) is tf_writer:
+                _writers[(module, attr)] = tf_writer
+                setattr(module, attr, writer)
+
+
+def _install_writer_again() -> None:
+    if installed and flag_module is not None:
+        _install_writer(flag_module)
+
+
+def _uninstall_writer() -> None:
+    for (module, attr), tf_writer in list(_writers.items()):
+        setattr(module, attr, tf_writer)
+    _writers.clear()
 
 
 def _import_tf() -> None:
@@ -109,6 +181,7 @@ def _import_tf() -> None:
     tf_version = version
     function_class = cls
     local_error = problem
+    REGISTRY.flags = flag_mod
     executing_eagerly = context.executing_eagerly
     eager_state = context.context()._thread_local_data
     from tensorflow.python.framework import ops
@@ -121,11 +194,23 @@ def _import_tf() -> None:
 
 
 def load() -> Any:
-    """Import TF if needed and install the hook where possible; return the flag module."""
-    if not installed:
-        install(strict=False)
-    assert flag_module is not None
+    """Import TF if needed and resolve what the hook and the registry use; return the flag module.
+
+    Installs nothing: the hook installs when TF is imported and at a scope's
+    first use, and stays out after `uninstall()` until then.
+    """
+    if flag_module is None:
+        _import_tf()
     return flag_module
+
+
+def tracing() -> bool:
+    """Whether TF is tracing a graph (a `tf.function` body) in this thread, now.
+
+    Not TF1 graph mode, nor `with tf.Graph().as_default():`: nothing is traced there.
+    """
+    stack = graph_stack.stack
+    return bool(stack) and not eager_state.is_eager and bool(stack[-1]._building_function)
 
 
 def install(strict: bool = True) -> None:
@@ -140,13 +225,16 @@ def install(strict: bool = True) -> None:
     with _install_lock:
         if installed:
             return
-        original = function_class.__dict__[ATTR]
-        setattr(function_class, ATTR, _make_property(flag_module))
+        current = function_class.__dict__[ATTR]
+        if not getattr(current.fget, "__eagerctl__", False):  # still installed, only marked out
+            original = current
+            prop = _make_property(flag_module)
+            prop.fget.__eagerctl__ = True  # type: ignore[union-attr]
+            setattr(function_class, ATTR, prop)
+        _install_writer(flag_module)
         installed = True
-    # Local overrides must also reach tf.distribute's replica threads (see _distribute).
-    from . import _distribute
-
-    _distribute.install()
+    for install_patch, _ in list(_patches):
+        install_patch()
 
 
 def require_local() -> None:
@@ -156,25 +244,28 @@ def require_local() -> None:
 
 
 def uninstall() -> None:
-    """Put TF's own property back, the exact original object."""
+    """Put TF's own objects back, the exact originals (refused while local scopes are active)."""
     global installed
-    from . import _scope
-
     with _install_lock:
         if not installed:
             return
-        busy = _scope.active_local_count()
+        # Marked out first, then counted: a scope entered meanwhile either is
+        # counted here, or sees `installed` False after its entry and installs
+        # again (it waits for this lock). Either way no scope runs unhooked.
+        installed = False
+        busy = len(_local.live())
         if busy:
+            installed = True
             raise EagerctlError(
                 f"cannot uninstall eagerctl's hook while {busy} local scope(s) are active: "
-                "they would silently stop working; exit them first (see eagerctl.status())"
+                "they would silently stop working; exit them first, or call eagerctl.reset() "
+                "(see eagerctl.status())"
             )
         assert function_class is not None
         setattr(function_class, ATTR, original)
-        installed = False
-    from . import _distribute
-
-    _distribute.uninstall()
+        _uninstall_writer()
+    for _, uninstall_patch in reversed(_patches):
+        uninstall_patch()
 
 
 def read_flag() -> bool:
@@ -182,7 +273,9 @@ def read_flag() -> bool:
 
 
 def write_flag(value: bool) -> None:
-    setattr(load(), "RUN_FUNCTIONS_EAGERLY", value)  # noqa: B010 - a module global of TF's
+    """A write to the flag from outside the scopes: the registry's one write path."""
+    load()
+    REGISTRY.write(bool(value))
 
 
 def _on_tf_import(_module: object) -> None:

@@ -1,72 +1,107 @@
 """Local overrides: a per-context stack kept in one `ContextVar`.
 
-Each thread and each asyncio task has its own `contextvars.Context`, so an
-override set here is seen by nothing else. The stack is an immutable linked
-list: each local `Activation` is itself an entry (`value`, `below`), and a
-`Frame` stands in for one only when an out-of-order exit rebuilds the entries
-above it. The top entry's `value` is the override in force. TF's hook
-reads it on every `tf.function` call, so a read is one `ContextVar.get` and one
-attribute.
+The bottom layer, with `_registry`: data only, nothing here knows of scopes or
+of TensorFlow. Each thread and each asyncio task has its own
+`contextvars.Context`, so an override pushed here is seen by nothing else,
+except a context *copied* from this one while the override is active
+(`asyncio.create_task`, `asyncio.to_thread`, `contextvars.copy_context()`).
+
+The stack is an immutable linked list of entries (`value`, `below`). An entry
+is live while its `value` is a bool; leaving sets it to None, once, for every
+context that holds it: a copied context sees an override exactly while the
+block that set it is active. The hook reads the top entry on every
+`tf.function` call; a None there (rare: after an out-of-order exit, or in a
+copied context) sends it to `override()`, which skips to the first live entry.
+
+`LIVE` holds the local entries entered and not yet left, in any thread or
+task, for `status()` and for refusing to uninstall the hook under them.
+Single dict operations are atomic, so no lock is taken on this path.
 """
 
 from __future__ import annotations
 
+import threading
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from ._scope import Activation
+from typing import Protocol
 
 
 class Entry(Protocol):
-    """One level of the stack: a local `Activation` itself, or a `Frame` rebuilt for it."""
+    """One level of a context's stack: a scope's activation, or a `Frame`."""
 
     @property
-    def value(self) -> bool: ...
+    def value(self) -> bool | None: ...
     @property
     def below(self) -> Entry | None: ...
     @property
-    def activation(self) -> Activation: ...
+    def thread(self) -> int: ...
+    @property
+    def task(self) -> object | None: ...
+
+    def describe(self) -> str: ...
 
 
 class Frame:
-    __slots__ = ("activation", "below", "value")
+    """An entry that belongs to no scope: TensorFlow's own code forcing compiled functions."""
 
-    def __init__(self, value: bool, activation: Activation, below: Entry | None) -> None:
-        self.value = value
-        self.activation = activation
+    __slots__ = ("below", "reason", "task", "thread", "value")
+
+    def __init__(self, value: bool, below: Entry | None, reason: str) -> None:
+        self.value: bool | None = value
         self.below = below
+        self.reason = reason
+        self.thread = threading.get_ident()
+        self.task: object | None = None
+
+    def describe(self) -> str:
+        return self.reason
 
 
 STACK: ContextVar[Entry | None] = ContextVar("eagerctl_local_overrides", default=None)
+LIVE: dict[Entry, None] = {}
 
 
 def override() -> bool | None:
     """The local override in force in this context, or None."""
     top = STACK.get()
-    return None if top is None else top.value
+    while top is not None:
+        value = top.value
+        if value is not None:
+            return value
+        top = top.below
+    return None
 
 
-def remove(activation: Activation) -> bool:
-    """Take `activation` off this context's stack; False if it is not on it.
-
-    The usual exit is the top frame. An exit out of order (legal: generators,
-    manual `__exit__` calls) rebuilds the frames above it, so the frames below
-    and above keep their values: no stale value is ever restored.
-    """
+def innermost() -> Entry | None:
+    """The live entry that decides in this context, or None."""
     top = STACK.get()
-    if top is not None and top.activation is activation:
-        STACK.set(top.below)
-        return True
-    above: list[Entry] = []
-    frame = top
-    while frame is not None and frame.activation is not activation:
-        above.append(frame)
-        frame = frame.below
-    if frame is None:
-        return False
-    rebuilt: Entry | None = frame.below
-    for kept in reversed(above):
-        rebuilt = Frame(kept.value, kept.activation, rebuilt)
-    STACK.set(rebuilt)
-    return True
+    while top is not None and top.value is None:
+        top = top.below
+    return top
+
+
+def _thread_alive(ident: int) -> bool:
+    return ident in threading._active  # type: ignore[attr-defined]
+
+
+def _task_done(task: object) -> bool:
+    done = getattr(task, "done", None)
+    return bool(done()) if done is not None else False
+
+
+def live() -> list[Entry]:
+    """The local entries that are active and can still exit, oldest first.
+
+    An entry whose thread has finished, or whose asyncio task is done, can
+    never be exited by its owner: it is a phantom, dropped here (its context is
+    gone with its thread or task), so it never blocks anything. A forked child
+    keeps only the forking thread, so other threads' entries drop out there.
+    """
+    entries = list(LIVE.copy())
+    kept = []
+    for entry in entries:
+        if entry.value is None or not _thread_alive(entry.thread) or (
+                entry.task is not None and _task_done(entry.task)):
+            LIVE.pop(entry, None)
+        else:
+            kept.append(entry)
+    return kept

@@ -1,124 +1,137 @@
 """The process-flag registry: drives TF's global flag for process scopes.
 
+The bottom layer, with `_local`: it holds data and knows nothing of scopes,
+only of nodes with a `value`. The hook attaches TF's flag module (`flags`)
+when TF is loaded; callers make sure it is attached before an operation.
+
 Rule: the flag is the value of the most recently entered process scope still
 active; with none active it is the *baseline*, the value set by anyone outside
-eagerctl. Active scopes form a doubly linked list, so entering, exiting (in any
-order, from any thread) and finding the newest are all O(1) whatever the
-number of active scopes.
+eagerctl. Active nodes live in a dict, whose order is the order of entry:
+entering, exiting (in any order, from any thread) and finding the newest are
+all O(1), and each change is one dict operation, which an interrupt cannot
+split.
 
-An outside write to the flag (a direct `tf.config.run_functions_eagerly` call)
-is noticed at the next registry operation because the flag no longer holds the
-value eagerctl last wrote; it becomes the new baseline. The one write that
-cannot be noticed is one of the value already in force.
+While scopes are active eagerctl owns the flag: every write goes through
+`write()` under the lock, eagerctl's and the user's (the hook routes
+`tf.config.run_functions_eagerly` here), so none is lost to a race, and an
+outside write becomes the baseline without overriding the newest scope. A
+write that bypasses TF's function (an assignment to the module global) is
+noticed at the next operation, because the flag no longer holds the value
+eagerctl last wrote; it becomes the baseline then.
+
+Every operation ends by publishing the flag from the dict, so an operation cut
+short by an interrupt (KeyboardInterrupt) is repaired by `sync()`, which the
+scopes call on that path, or by the next operation.
 
 The lock guards only this module's data. Nothing under it calls user code or
-imports TensorFlow: `_hook.load()` runs before it is taken.
+imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from . import _hook
 
-if TYPE_CHECKING:
-    from ._scope import Activation
+class Node(Protocol):
+    @property
+    def value(self) -> bool | None: ...
+    @property
+    def thread(self) -> int: ...
 
 
 class Registry:
     def __init__(self) -> None:
+        self.flags: Any = None  # TF's eager_function_run module, attached by the hook
         self._lock = threading.Lock()
-        self._newest: Activation | None = None  # tail of the linked list
-        self._count = 0
+        self._active: dict[Node, None] = {}
         self._baseline = False
-        self._written: bool | None = None  # what eagerctl last wrote to the flag
+        self._written: object = None  # what eagerctl last wrote to the flag
+        self._held_for_fork = False
 
-    # -- operations ---------------------------------------------------------
-    def enter(self, act: Activation) -> None:
-        flags = _hook.flag_module or _hook.load()
-        with self._lock:
-            flag = flags.RUN_FUNCTIONS_EAGERLY
-            if not self._count or flag != self._written:
-                self._baseline = bool(flag)  # no scope active, or someone outside eagerctl wrote it
-            newest = self._newest
-            act.older = newest
-            act.newer = None
-            if newest is not None:
-                newest.newer = act
-            self._newest = act
-            self._count += 1
-            act.registered = True
-            flags.RUN_FUNCTIONS_EAGERLY = self._written = act.value
+    # -- under the lock -------------------------------------------------------
+    def _notice(self, flags: Any) -> None:
+        flag = flags.RUN_FUNCTIONS_EAGERLY
+        if flag is not self._written:  # written outside eagerctl: the new baseline
+            self._baseline = True if flag else False
 
-    def exit(self, act: Activation) -> bool:
-        """Remove `act`; False (and nothing changed) if it is not registered."""
-        flags = _hook.flag_module or _hook.load()
+    def _publish(self, flags: Any) -> None:
+        value: bool | None = self._baseline
+        for newest in reversed(self._active):
+            value = newest.value
+            break
+        flags.RUN_FUNCTIONS_EAGERLY = self._written = value
+
+    # -- operations -----------------------------------------------------------
+    def enter(self, node: Node) -> None:
+        flags = self.flags
         with self._lock:
-            if not act.registered:
+            self._notice(flags)
+            self._active[node] = None
+            flags.RUN_FUNCTIONS_EAGERLY = self._written = node.value
+
+    def exit(self, node: Node) -> bool:
+        """Remove `node`; False (and nothing changed) if it is not registered."""
+        flags = self.flags
+        with self._lock:
+            if node not in self._active:
                 return False
-            if flags.RUN_FUNCTIONS_EAGERLY != self._written:
-                self._baseline = bool(flags.RUN_FUNCTIONS_EAGERLY)
-            self._unlink(act)
-            newest = self._newest
-            flags.RUN_FUNCTIONS_EAGERLY = self._written = (
-                newest.value if newest is not None else self._baseline
-            )
+            self._notice(flags)
+            del self._active[node]
+            self._publish(flags)
             return True
 
-    def reset(self) -> list[Activation]:
-        """Unregister every process scope and put the flag at its baseline; return those removed."""
-        flags = _hook.flag_module or _hook.load()
+    def write(self, value: bool) -> None:
+        """An outside write (`tf.config.run_functions_eagerly`): the new baseline.
+
+        With no scope active it sets the flag at once, as TF would; otherwise the
+        newest scope keeps deciding until the last one exits.
+        """
+        flags = self.flags
         with self._lock:
-            if self._count and flags.RUN_FUNCTIONS_EAGERLY != self._written:
-                self._baseline = bool(flags.RUN_FUNCTIONS_EAGERLY)
-            elif not self._count:
-                self._baseline = bool(flags.RUN_FUNCTIONS_EAGERLY)
-            removed: list[Activation] = []
-            while self._newest is not None:
-                removed.append(self._newest)
-                self._unlink(self._newest)
-            flags.RUN_FUNCTIONS_EAGERLY = self._written = self._baseline
+            self._baseline = value
+            if not self._active:
+                flags.RUN_FUNCTIONS_EAGERLY = self._written = value
+
+    def sync(self) -> None:
+        """Publish the flag from the registered scopes (repairs an interrupted operation)."""
+        flags = self.flags
+        if flags is None:
+            return
+        with self._lock:
+            self._notice(flags)
+            self._publish(flags)
+
+    def reset(self) -> list[Node]:
+        """Unregister every process scope and put the flag at its baseline; return those removed."""
+        flags = self.flags
+        with self._lock:
+            self._notice(flags)
+            removed = list(self._active)
+            self._active.clear()
+            self._publish(flags)
         return removed
 
-    def _unlink(self, act: Activation) -> None:
-        if act.older is not None:
-            act.older.newer = act.newer
-        if act.newer is not None:
-            act.newer.older = act.older
-        else:
-            self._newest = act.older
-        act.older = act.newer = None
-        act.registered = False
-        self._count -= 1
-
-    def _write(self, value: bool) -> None:
-        _hook.write_flag(value)
-        self._written = value
-
     # -- views ----------------------------------------------------------------
-    def snapshot(self) -> tuple[bool, list[Activation]]:
-        """(baseline, active process activations oldest first)."""
+    def snapshot(self) -> tuple[bool, list[Node]]:
+        """(baseline, active process nodes oldest first), after repairing the flag."""
         with self._lock:
-            acts: list[Activation] = []
-            node = self._newest
-            while node is not None:
-                acts.append(node)
-                node = node.older
-            acts.reverse()
-            baseline = self._baseline
-            if self._count and _hook.flag_module is not None and _hook.read_flag() != self._written:
-                baseline = _hook.read_flag()
-        return baseline, acts
+            if self.flags is not None:
+                self._notice(self.flags)
+                self._publish(self.flags)
+            return self._baseline, list(self._active)
 
     def active_count(self) -> int:
-        return self._count
+        return len(self._active)
 
-    # -- fork ---------------------------------------------------------------
+    def is_registered(self, node: Node) -> bool:
+        return node in self._active
+
+    # -- fork -------------------------------------------------------------------
     def _before_fork(self) -> None:
         # Wait (briefly) for an operation in another thread to finish, so the
-        # child gets a consistent list. Operations never block, so this is short.
+        # child gets a consistent dict. Operations never block, so this is short.
         self._held_for_fork = self._lock.acquire(timeout=1.0)
 
     def _after_fork_in_parent(self) -> None:
@@ -131,14 +144,11 @@ class Registry:
         # is set from what remains.
         self._lock = threading.Lock()
         me = threading.get_ident()
-        node = self._newest
-        while node is not None:
-            older = node.older
+        for node in list(self._active):
             if node.thread != me:
-                self._unlink(node)
-            node = older
-        if self._written is not None and _hook.flag_module is not None:
-            self._write(self._newest.value if self._newest is not None else self._baseline)
+                del self._active[node]
+        if self._written is not None and self.flags is not None:
+            self._publish(self.flags)
 
 
 REGISTRY = Registry()

@@ -1,11 +1,21 @@
 """`eager_scope()` / `graph_scope()`: the settings object and its activations.
 
-A `Scope` is the settings (value, local or process). Every `__enter__` and
-every call of a decorated function creates a fresh `Activation`, which is what
-is pushed on the context's local stack or registered with the process
-registry. All entry points (with, async with, the function, coroutine,
-generator and async generator wrappers, `@debuggable`'s calls) go through the
-same two steps: creating an `Activation` enters it, `Activation.exit()` leaves.
+The scope layer, above the hook and the data (`_local`, `_registry`). A
+`Scope` is the settings (value, local or process). Every `__enter__` and every
+call of a decorated function creates a fresh `Activation`, which is what is
+pushed on the context's local stack or registered with the process registry.
+All entry points (with, async with, the function, coroutine, generator and
+async generator wrappers, `@debuggable`'s calls) go through the same two
+steps: `Activation.enter()` and `Activation.exit()`.
+
+Interrupts. A KeyboardInterrupt can land between any two bytecodes. Each
+operation has one commit (one C-level operation: the `ContextVar.set`, the
+registry's dict insertion, `value = None` on exit), and every caller runs
+`enter()` inside a `try` whose handler calls `exit()`, which is safe in any
+state: before the commit nothing happened, after it the operation is undone
+or completed. What Python cannot protect (the `with` statement's own
+instructions between `__enter__` returning and its block) is the one window
+left; `eagerctl.reset()` is the way back from it.
 """
 
 from __future__ import annotations
@@ -33,15 +43,21 @@ _modules = sys.modules
 _getframe = sys._getframe
 _STACK_get = _local.STACK.get
 _STACK_set = _local.STACK.set
+_STACK_reset = _local.STACK.reset
 
-# Local activations currently active in any thread or task, for `status()` and
-# for refusing to uninstall the hook under them. Single dict operations are
-# atomic, so no lock is taken on this path.
-LIVE_LOCAL: dict[Activation, None] = {}
+# Local activations currently active in any thread or task (`_local.LIVE`), for
+# `status()` and for refusing to uninstall the hook under them.
+LIVE_LOCAL = _local.LIVE
+
+# What `Activation.token` holds once it is no longer active (a local one holds its
+# `ContextVar` token while active; a process one None, as before entering).
+EXITED = "exited"
+RESET = "reset"
 
 
 def active_local_count() -> int:
-    return len(LIVE_LOCAL)
+    """Local scopes active in any thread or task (phantoms, which can never exit, not counted)."""
+    return len(_local.live())
 
 
 def _current_task() -> object | None:
@@ -76,54 +92,77 @@ def _describe(place: Place) -> str:
     return text
 
 
+def _here() -> str:
+    text = f"thread {thread_name(_get_ident())!r}"
+    task = _current_task()
+    if task is not None:
+        text += f", asyncio task {_task_name(task)!r}"
+    return text
+
+
 class Activation:
     """One entry of a scope: what the local stack and the registry hold.
 
-    Creating one enters it (one call on the hot path); `exit()` leaves it. A
-    local activation is itself the top frame of its context's stack (`value`,
-    `below`, `activation`), so entering allocates one object. Where it was
-    entered is kept as (code, instruction) and turned into a line number only
-    when a message or `status()` needs it.
+    `Activation(scope, frame)` only records where; `enter()`, called inside
+    the `try` whose handler calls `exit()`, enters it.
+    `Activation(scope, frame, stacklevel)` enters it at once (an interrupt
+    right after it returns is not covered). A local activation is itself the
+    top entry of its context's stack (`value`, `below`), so entering allocates
+    one object. `value` is the override while it is active and None before
+    and after: that one field is what every context holding it reads. Where it
+    was entered is kept as (code, instruction) and turned into a line number
+    only when a message or `status()` needs it.
     """
 
-    __slots__ = ("below", "code", "lasti", "newer", "older", "registered", "retired", "scope", "task", "thread",
-                 "value")
-    # Set by the registry for process activations only: their place in its list.
-    older: Activation | None
-    newer: Activation | None
-    registered: bool
+    __slots__ = ("below", "code", "lasti", "scope", "task", "thread", "token", "value")
 
-    def __init__(self, scope: Scope, frame: FrameType, stacklevel: int) -> None:
-        """Enter `scope` for the code running in `frame`; warnings point `stacklevel` frames up."""
+    def __init__(self, scope: Scope, frame: FrameType, stacklevel: int | None = None, *,
+                 enter: bool = True) -> None:
+        """Record where `scope` is entered (the code running in `frame`); with `stacklevel`, enter it.
+
+        Warnings point `stacklevel` frames above the caller. (`enter=False`
+        with a `stacklevel` only records, as without one.)
+        """
         self.scope = scope
-        self.value = scope.enabled
-        self.thread = _get_ident()
         self.code = frame.f_code
         self.lasti = frame.f_lasti
+        self.thread = _get_ident()
         self.task: object | None = None
-        self.retired = False
-        if not _hook.installed:
+        self.value: bool | None = None
+        self.token: Any = None
+        if stacklevel is not None and enter:
+            self.enter(stacklevel + 1)
+
+    def enter(self, stacklevel: int = 1) -> None:
+        """Enter: the override takes effect (one commit, last). Misuse raises with nothing changed."""
+        scope = self.scope
+        hook = _hook
+        if not hook.installed:
             if scope.process:
-                _hook.load()
+                hook.load()
             else:
-                _hook.require_local()
+                hook.require_local()
         # Warn before changing anything: a warnings filter may turn it into an error.
-        if _hook.graph_stack.stack and not _hook.eager_state.is_eager:
+        if hook.graph_stack.stack and hook.tracing():
             self._warn_tracing(stacklevel + 1)
         if scope.process:
-            self.below: _local.Entry | None = None
-            REGISTRY.enter(self)  # sets older, newer, registered
+            self.value = scope.enabled
+            REGISTRY.enter(self)  # the commit
             return
-        if _hook.running_loop() is not None:
+        if hook.running_loop() is not None:
             self.task = _current_task()
         self.below = _STACK_get()
+        self.value = scope.enabled
         LIVE_LOCAL[self] = None
-        _STACK_set(self)  # last: the override takes effect once the bookkeeping is done
+        self.token = _STACK_set(self)  # the commit: the override is in force from here
+        if not hook.installed:  # `uninstall_hook()` ran meanwhile in another thread
+            hook.require_local()
 
     @property
-    def activation(self) -> Activation:
-        """As a stack entry, an activation stands for itself."""
-        return self
+    def ended(self) -> str | None:
+        """`EXITED` or `RESET` once no longer active; None before and while."""
+        token = self.token
+        return token if token.__class__ is str else None
 
     def _warn_tracing(self, stacklevel: int) -> None:
         warnings.warn(
@@ -135,6 +174,11 @@ class Activation:
         )
 
     @property
+    def activation(self) -> Activation:
+        """As a stack entry, an activation stands for itself."""
+        return self
+
+    @property
     def where(self) -> str:
         return f"{self.code.co_filename}:{_line_of(self.code, self.lasti)}"
 
@@ -142,33 +186,75 @@ class Activation:
         return _describe((self.code, self.lasti, self.thread, self.task))
 
     def exit(self) -> None:
-        if self.retired:
-            return  # `reset()` already took it off: its exit has nothing left to do
-        if self.scope.process:
-            if not REGISTRY.exit(self):
+        """Leave: safe whatever state an interrupt left this in; misuse raises with nothing changed."""
+        if self.value is None:
+            if self.token is EXITED:
                 raise EagerctlError(
                     f"{self.scope!r} cannot exit: it is not active (it was {self.describe()} "
                     "and has already exited); exit a scope once per entry"
                 )
+            return  # never entered, or `reset()` took it off: nothing left to do
+        token = self.token
+        if token is None:
+            if self.scope.process:
+                self._exit_process()
+            else:
+                self._abort_local()  # entered up to its commit, or just past it
             return
-        if self.thread != _get_ident() or (self.task is not None and self.task is not _current_task()):
-            here = f"thread {thread_name(_get_ident())!r}"
-            task = _current_task()
-            if task is not None:
-                here += f", asyncio task {_task_name(task)!r}"
-            raise EagerctlError(
-                f"{self.scope!r} cannot exit in {here}: it was {self.describe()}, and a local "
+        top = _STACK_get()
+        try:
+            _STACK_reset(token)  # refused in another context, as Python refuses it for any token
+            if top is not self:
+                _STACK_set(top)  # out of order: keep the entries above; this one is retired in place
+            self.value = None  # every context that holds this entry now skips it
+            self.token = EXITED
+            LIVE_LOCAL.pop(self, None)
+        except ValueError:
+            raise self._wrong_context() from None
+        except BaseException:  # an interrupt: finish leaving, then let it propagate
+            self._finish_local(top)
+            raise
+
+    def _exit_process(self) -> None:
+        try:
+            REGISTRY.exit(self)  # False: `reset()` took it off meanwhile
+        finally:  # an interrupt inside: finish, and publish the flag
+            if REGISTRY.is_registered(self):
+                REGISTRY.exit(self)
+            self.value = None
+            self.token = EXITED
+
+    def _finish_local(self, top: _local.Entry | None) -> None:
+        self.value = None
+        self.token = EXITED
+        _STACK_set(top if top is not self else self.below)
+        LIVE_LOCAL.pop(self, None)
+
+    def _abort_local(self) -> None:
+        self.value = None
+        if _STACK_get() is self:
+            _STACK_set(self.below)
+        LIVE_LOCAL.pop(self, None)
+
+    def retire(self) -> None:
+        """Taken off by `reset()`: dead in every context; its own exit will do nothing."""
+        self.value = None
+        self.token = RESET
+        LIVE_LOCAL.pop(self, None)
+
+    def _wrong_context(self) -> EagerctlError:
+        if self.thread != _get_ident() or self.task is not _current_task():
+            return EagerctlError(
+                f"{self.scope!r} cannot exit in {_here()}: it was {self.describe()}, and a local "
                 f"scope can only be exited by the thread and asyncio task that entered it; exit "
                 f"it there, or use {self.scope.factory}(process=True) for a scope shared by threads"
             )
-        if _STACK_get() is self:
-            _STACK_set(self.below)
-        elif not _local.remove(self):
-            raise EagerctlError(
-                f"{self.scope!r} cannot exit: it is not active in this context (it was "
-                f"{self.describe()}); exit a scope once per entry, in the context that entered it"
-            )
-        LIVE_LOCAL.pop(self, None)
+        return EagerctlError(
+            f"{self.scope!r} cannot exit in a context copied from the one that entered it "
+            f"(contextvars.copy_context().run, asyncio.run, asyncio.create_task, asyncio.to_thread): "
+            f"it was {self.describe()}; exit it in the context that entered it, after the copy's "
+            "code returns"
+        )
 
 
 def _task_name(task: object) -> str:
@@ -184,13 +270,16 @@ class Scope:
     as a decorator it enters a fresh activation on every call.
     """
 
-    __slots__ = ("_activation", "_last", "enabled", "factory", "process")
+    __slots__ = ("_claims", "_last", "enabled", "factory", "process")
 
     def __init__(self, enabled: bool, process: bool, factory: str) -> None:
         self.enabled = enabled
         self.process = process
         self.factory = factory
-        self._activation: Activation | None = None
+        # Activations that asked to be this object's one active entry. The
+        # first decides: `append` and `[0]` are each atomic, so of two threads
+        # entering the same object at once exactly one wins.
+        self._claims: list[Activation] = []
         # Not the last activation itself: it points back here, and that cycle would
         # leave every `with eager_scope():` object to the garbage collector.
         self._last: Place | None = None
@@ -208,11 +297,17 @@ class Scope:
         """Whether this object is currently entered (decorated calls not counted)."""
         return self._activation is not None
 
+    @property
+    def _activation(self) -> Activation | None:
+        """The activation of this object's `with` block, while it is active."""
+        claims = self._claims
+        act = claims[0] if claims else None
+        return act if act is not None and act.value is not None else None
+
     # -- context manager ----------------------------------------------------
-    def _already_active(self) -> EagerctlError:
-        assert self._activation is not None
+    def _already_active(self, act: Activation) -> EagerctlError:
         return EagerctlError(
-            f"{self!r} is already active ({self._activation.describe()}); a scope object is active "
+            f"{self!r} is already active ({act.describe()}); a scope object is active "
             f"at most once at a time: create a new {self.factory}() for a nested block"
         )
 
@@ -225,26 +320,46 @@ class Scope:
             "already exited); exit a scope once per entry"
         )
 
-    def __enter__(self) -> Self:
-        if self._activation is not None and not self._activation.retired:
-            raise self._already_active()
-        self._activation = Activation(self, _getframe(1), 2)
+    def __enter__(self, _depth: int = 1) -> Self:
+        act = Activation(self, _getframe(_depth))
+        claims = self._claims
+        try:
+            claims.append(act)
+            first = claims[0]
+            if first is not act and first.ended is not None:
+                # Taken off by `reset()`, or its exit cut short by an interrupt: not active.
+                try:
+                    claims.remove(first)
+                except ValueError:
+                    pass  # another thread entering removed it first
+                first = claims[0]
+            if first is not act:
+                raise self._already_active(first)
+            act.enter(_depth + 1)
+        except BaseException:
+            act.exit()  # undoes a partial entry (an interrupt, a warning turned into an error)
+            try:
+                claims.remove(act)
+            except ValueError:
+                pass
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        act = self._activation
-        if act is None:
+        claims = self._claims
+        act = claims[0] if claims else None
+        if act is None or (act.value is None and act.token is None):  # none, or one still entering
             raise self._not_active()
-        act.exit()
-        self._activation = None
+        act.exit()  # misuse (another thread's local scope) raises here, nothing changed
         self._last = (act.code, act.lasti, act.thread, act.task)
+        try:
+            claims.remove(act)
+        except ValueError:
+            pass
 
     async def __aenter__(self) -> Self:
-        if self._activation is not None and not self._activation.retired:
-            raise self._already_active()
-        self._activation = Activation(self, _getframe(1), 2)
-        return self
+        return self.__enter__(2)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -280,8 +395,9 @@ class Scope:
     def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def scoped(*args: Any, **kwargs: Any) -> Any:
-            act = Activation(self, _getframe(1), 2)
+            act = Activation(self, _getframe(1))
             try:
+                act.enter(2)
                 return fn(*args, **kwargs)
             finally:
                 act.exit()
@@ -291,8 +407,9 @@ class Scope:
     def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         async def scoped(*args: Any, **kwargs: Any) -> Any:
-            act = Activation(self, _getframe(1), 2)
+            act = Activation(self, _getframe(1))
             try:
+                act.enter(2)
                 return await fn(*args, **kwargs)
             finally:
                 act.exit()
@@ -308,8 +425,9 @@ class Scope:
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
-                act = Activation(self, _getframe(1), 2)
+                act = Activation(self, _getframe(1))
                 try:
+                    act.enter(2)
                     item = gen.send(to_send) if to_throw is None else gen.throw(to_throw)
                 except StopIteration as stop:
                     return stop.value
@@ -319,8 +437,9 @@ class Scope:
                 try:
                     to_send = yield item
                 except GeneratorExit:
-                    act = Activation(self, _getframe(1), 2)
+                    act = Activation(self, _getframe(1))
                     try:
+                        act.enter(2)
                         gen.close()
                     finally:
                         act.exit()
@@ -337,8 +456,9 @@ class Scope:
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
-                act = Activation(self, _getframe(1), 2)
+                act = Activation(self, _getframe(1))
                 try:
+                    act.enter(2)
                     if to_throw is None:
                         item = await agen.asend(to_send)
                     else:
@@ -351,8 +471,9 @@ class Scope:
                 try:
                     to_send = yield item
                 except GeneratorExit:
-                    act = Activation(self, _getframe(1), 2)
+                    act = Activation(self, _getframe(1))
                     try:
+                        act.enter(2)
                         await agen.aclose()
                     finally:
                         act.exit()
@@ -369,21 +490,24 @@ def reset() -> None:
     Removes this context's local overrides (every `eager_scope()`, `graph_scope()`
     and `@debuggable` call active in this thread or asyncio task) and every
     process scope of every thread, and sets TensorFlow's flag to its baseline.
-    The scopes it removes exit quietly later. Local scopes of other threads and
-    tasks are theirs, and are left alone. Example::
+    The scopes it removes are no longer active anywhere (contexts copied from
+    this one included), and their own exits later do nothing. Local scopes of
+    other threads and tasks are theirs, and are left alone. Does not import
+    TensorFlow. Example::
 
-        eagerctl.reset()   # after an interrupted cell, say
+        eagerctl.reset()   # after an interrupted notebook cell, say
     """
     top = _STACK_get()
     while top is not None:
-        act = top.activation
-        act.retired = True
-        LIVE_LOCAL.pop(act, None)
+        if isinstance(top, Activation):
+            top.retire()
         top = top.below
     _STACK_set(None)
-    if REGISTRY.active_count() or _hook.flag_module is not None:
-        for act in REGISTRY.reset():
-            act.retired = True
+    if REGISTRY.flags is not None:
+        for node in REGISTRY.reset():
+            if isinstance(node, Activation):
+                node.value = None
+                node.token = RESET
 
 
 def _check_bool(factory: str, name: str, value: object) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from . import _hook, _local
 from ._registry import REGISTRY
-from ._scope import LIVE_LOCAL, Activation, thread_name
+from ._scope import thread_name
 
 
 def is_eager() -> bool:
@@ -20,9 +20,10 @@ def is_eager() -> bool:
         with eagerctl.eager_scope():
             assert eagerctl.is_eager()
     """
-    _hook.load()
-    value = _local.override()
-    return _hook.read_flag() if value is None else value
+    flags = _hook.load()
+    REGISTRY.sync()
+    value = _local.override() if _hook.installed else None  # unhooked, TF reads only its flag
+    return bool(flags.RUN_FUNCTIONS_EAGERLY) if value is None else value
 
 
 class ScopeInfo:
@@ -30,10 +31,10 @@ class ScopeInfo:
 
     __slots__ = ("enabled", "kind", "scope", "thread", "where")
 
-    def __init__(self, act: Activation) -> None:
+    def __init__(self, act: Any, enabled: bool) -> None:
         self.scope = repr(act.scope)
         self.kind = "process" if act.scope.process else "local"
-        self.enabled = act.value
+        self.enabled = enabled
         self.thread = thread_name(act.thread)
         self.where = act.where
 
@@ -58,13 +59,18 @@ class Status:
         loaded = _hook.flag_module is not None
         self.tensorflow = _hook.tf_version
         self.hook_installed = _hook.installed
-        baseline, process = REGISTRY.snapshot()
+        baseline, process = REGISTRY.snapshot()  # repairs the flag first, if an interrupt left it stale
         self.process_flag: bool | None = _hook.read_flag() if loaded else None
-        self.baseline: bool | None = (baseline if process else self.process_flag) if loaded else None
-        self.override = _local.override()
+        self.baseline: bool | None = baseline if loaded else None
+        self.override = _local.override() if self.hook_installed else None
         self.is_eager: bool | None = self.override if self.override is not None else self.process_flag
-        local = list(LIVE_LOCAL.copy())
-        self.scopes = tuple(ScopeInfo(a) for a in local + process)
+        scopes = []
+        # Entries of TF's own (a `Frame`) have no scope; phantoms are not listed.
+        for act in [*_local.live(), *process]:
+            value = act.value
+            if value is not None and hasattr(act, "scope"):
+                scopes.append(ScopeInfo(act, value))
+        self.scopes = tuple(scopes)
 
     def __repr__(self) -> str:
         return (f"Status(tensorflow={self.tensorflow!r}, hook_installed={self.hook_installed}, "

@@ -28,7 +28,7 @@ def _eagerctl_idle() -> Iterator[None]:
 
     before = tf.config.functions_run_eagerly()
     yield
-    leaked = _registry.REGISTRY.active_count(), len(_scope.LIVE_LOCAL), _local.STACK.get() is not None
+    leaked = _registry.REGISTRY.active_count(), _scope.active_local_count(), _local.override() is not None
     after = tf.config.functions_run_eagerly()
     tf.config.run_functions_eagerly(before)
     assert leaked == (0, 0, False), f"test left scopes active: {leaked}"

@@ -158,7 +158,7 @@ def test_uninstalling_the_hook_during_a_call_is_refused() -> None:
 
     assert body() == (
         "cannot uninstall eagerctl's hook while 1 local scope(s) are active: they would silently stop "
-        "working; exit them first (see eagerctl.status())"
+        "working; exit them first, or call eagerctl.reset() (see eagerctl.status())"
     )
 
 

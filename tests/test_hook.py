@@ -142,7 +142,7 @@ def test_uninstall_refuses_while_local_scopes_are_active() -> None:
             eagerctl.uninstall_hook()
         assert str(info.value) == (
             "cannot uninstall eagerctl's hook while 1 local scope(s) are active: they would silently stop "
-            "working; exit them first (see eagerctl.status())"
+            "working; exit them first, or call eagerctl.reset() (see eagerctl.status())"
         )
         assert eagerctl.status().hook_installed is True
         assert eagerctl.is_eager()
