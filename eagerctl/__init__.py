@@ -6,34 +6,40 @@ when TF is imported or at first use.
 
 from __future__ import annotations
 
-# -- compare (issue 4) --
+# The patches of TF that install and uninstall with the hook register themselves on import.
+from . import _compiled as _compiled
+from . import _distribute as _distribute
+from ._bisect import Bisection, bisect
 from ._compare import Comparison, compare
-
-# -- debuggable (issue 3) --
 from ._debuggable import debuggable
 from ._errors import EagerctlError, EagerctlWarning
 from ._hook import install as install_hook
 from ._hook import register_import_hook as _register_import_hook
 from ._hook import uninstall as uninstall_hook
+from ._ipython import load_ipython_extension, unload_ipython_extension
 from ._scope import Scope, eager_scope, graph_scope, reset
 from ._status import ScopeInfo, Status, is_eager, status
 
 __all__ = [
+    "Bisection",
     "Comparison",
     "EagerctlError",
     "EagerctlWarning",
     "Scope",
     "ScopeInfo",
     "Status",
+    "bisect",
     "compare",
     "debuggable",
     "eager_scope",
     "graph_scope",
     "install_hook",
     "is_eager",
+    "load_ipython_extension",
     "reset",
     "status",
     "uninstall_hook",
+    "unload_ipython_extension",
 ]
 
 __version__ = "0.1.0"
