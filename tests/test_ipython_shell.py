@@ -106,3 +106,19 @@ def test_the_extension_in_a_plain_interactive_shell(shell: Any, capsys: pytest.C
     assert "eager" not in shell.magics_manager.magics["line"]
     assert "graph" not in shell.magics_manager.magics["cell"]
     assert run(shell, "mode()") == "graph"
+
+
+def test_a_ctrl_c_during_the_magics_own_bookkeeping_is_delivered_right_after_it() -> None:
+    import signal
+
+    from eagerctl._ipython import _DeferSigint
+
+    before = signal.getsignal(signal.SIGINT)
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with _DeferSigint():
+            signal.raise_signal(signal.SIGINT)  # a real SIGINT, as Ctrl-C sends
+            steps.append("entered")  # the bookkeeping finishes first
+        steps.append("not reached")
+    assert steps == ["entered"]
+    assert signal.getsignal(signal.SIGINT) is before
