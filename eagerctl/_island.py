@@ -195,21 +195,26 @@ class _Carry:
         self.locals: list[tuple[Any, dict[str, Any]]] = []
         state = _module_attr("keras.src.backend.common.global_state", "GLOBAL_STATE_TRACKER")
         if state is not None:
-            captured = {k: v for k, v in vars(state).items() if k not in _KERAS3_SKIP}
+            captured = {k: _fresh(v) for k, v in vars(state).items() if k not in _KERAS3_SKIP}
             ctx = captured.get("current_call_ctx")
             if ctx is not None:
                 _check_context_values(name, vars(ctx))
             self.locals.append((state, captured))
+        seen = set()
         for package in _KERAS2_PACKAGES:
-            local = _module_attr(f"{package}.engine.base_layer_utils", "_call_context")
-            if local is not None and getattr(local, "call_context", None) is not None:
-                _check_context_values(name, local.call_context._state)
-                self.locals.append((local, dict(vars(local))))
-            for module, attr in ((f"{package}.mixed_precision.autocast_variable", "_autocast_dtype"),
+            for module, attr in ((f"{package}.engine.base_layer_utils", "_call_context"),
+                                 (f"{package}.mixed_precision.autocast_variable", "_autocast_dtype"),
                                  (f"{package}.backend", "_SEED_GENERATOR")):
                 local = _module_attr(module, attr)
-                if local is not None and vars(local):
-                    self.locals.append((local, dict(vars(local))))
+                if local is None or not vars(local) or id(local) in seen:
+                    continue
+                seen.add(id(local))
+                ctx = getattr(local, "call_context", None)
+                if ctx is not None:
+                    _check_context_values(name, ctx._state)
+                # Keras restores a call context's fields in place when the call
+                # returns: keep a copy of them as they are now.
+                self.locals.append((local, {k: _fresh(v) for k, v in vars(local).items()}))
         self.name_scope = graph.get_name_scope()
         mode = distribute_lib._get_per_thread_mode()
         self.thread_mode = None if isinstance(mode, distribute_lib._DefaultReplicaThreadMode) else mode
@@ -469,7 +474,9 @@ class _Island:
 
         scratch = func_graph.FuncGraph(f"{_op_name(self.name)}_outputs")
         before = self.losses.snapshot()
-        with scratch.as_default():
+        # The traced body would have seen the graph's name scope (absolute with the "/").
+        scope = f"{self.carry.name_scope}/" if self.carry.name_scope else None
+        with scratch.as_default(), scratch.name_scope(scope):
             placeholders = [tf.compat.v1.placeholder(t.dtype, t.shape) for t in self.inputs]
             args, kwargs = self._rebuild(placeholders)
             # Autograph follows the outer function's setting, as a traced body would.
