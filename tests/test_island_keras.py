@@ -9,9 +9,10 @@ the undecorated body (compiled) from the same seed and compares.
 Tolerances: float32 weights and losses, |got - want| < 1e-4 (|want| + 1e-3)
 after a few steps (eager and graph kernels may round differently; a bias
 before BatchNormalization has a gradient near 0, so values near 0 compare
-absolutely); float16 (mixed precision) < 2e-3 (|want| + 1e-3). Keras 2 `Dropout` draws its mask from stateful random ops,
-which differ eagerly and in a graph: there the tests check that it drops
-(the fraction of zeros) instead of equal weights.
+absolutely); float16 (mixed precision) < 2e-3 (|want| + 1e-3). Keras 2
+`Dropout` draws its mask from stateful random ops, which differ eagerly and
+in a graph: there the tests check that it drops (the fraction of zeros)
+instead of equal weights.
 """
 
 from __future__ import annotations
