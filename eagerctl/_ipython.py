@@ -714,29 +714,45 @@ def status_html(status: Status) -> str:
 
 
 def comparison_html(result: Comparison) -> str:
-    """`Comparison` as an HTML table (its `_repr_html_`): differing values first, in red."""
+    """`Comparison` as HTML (its `_repr_html_`): the verdict, then the values, differing ones first in red.
+
+    The same content as `str(result)`, whose wording (verdict, explanations)
+    it takes from `Comparison` itself.
+    """
     from ._compare import _MAX_ROWS, _fmt_diff, _fmt_seconds
 
-    verdict = ("graph and eager <b>MATCH</b>" if result.match
-               else f'graph and eager <b style="color:#c00">DIFFER</b> in {len(result.mismatches)}')
-    out = [f"<p><code>compare({html.escape(result.name)})</code>: {verdict} "
-           f"(rtol={result.rtol:g}, atol={result.atol:g})</p>",
-           f'<table class="eagerctl-compare" style="{_TABLE_STYLE}">',
-           "<tr>" + _cells(["value", "shape", "dtype", "max |graph - eager|", "same", ""], "th",
-                           "text-align:left") + "</tr>"]
-    differ = [r for r in result.rows if not r.match]
-    same = [r for r in result.rows if r.match]
-    shown = differ + same[:max(0, _MAX_ROWS - len(differ))]
+    verdict = result._verdict() if hasattr(result, "_verdict") else (
+        "graph and eager MATCH" if result.match else f"graph and eager DIFFER in {len(result.mismatches)}")
+    style = "" if result.match else ' style="color:#c00"'
+    out = [f"<p><code>compare({html.escape(result.name)})</code>: <b{style}>{html.escape(verdict)}</b> "
+           f"(rtol={result.rtol:g}, atol={result.atol:g})</p>"]
+    explanations = result._explanations() if hasattr(result, "_explanations") else []
+    out += [f"<p>{html.escape(line.strip())}</p>" for line in explanations]
+    out.append(f'<table class="eagerctl-compare" style="{_TABLE_STYLE}">')
+    header = _cells(["value", "shape", "dtype", "max |graph - eager|", "same", ""], "th", "text-align:left")
+    out.append(f"<tr>{header}</tr>")
+
+    def same(row: Any) -> str:
+        return "varies" if getattr(row, "varies", None) else "yes" if row.match else "NO"
+
+    first = [r for r in result.rows if same(r) != "yes"]
+    rest = [r for r in result.rows if same(r) == "yes"]
+    shown = first + rest[:max(0, _MAX_ROWS - len(first))]
     for row in shown:
-        style = "text-align:left" + ("" if row.match else ";color:#c00;font-weight:bold")
+        verdict_of_row = same(row)
+        cell_style = "text-align:left" + (";color:#c00;font-weight:bold" if verdict_of_row == "NO" else "")
         out.append("<tr>" + _cells([row.path, row.shape, row.dtype, _fmt_diff(row.max_abs_diff),
-                                    "yes" if row.match else "NO", row.note], "td", style) + "</tr>")
+                                    verdict_of_row, row.note], "td", cell_style) + "</tr>")
     out.append("</table>")
     hidden = len(result.rows) - len(shown)
     if hidden:
         out.append(f"<p>... and {hidden} more that match</p>")
-    calls = f"{result.repeat} timed call{'s' if result.repeat != 1 else ''} each"
-    out.append(f"<p>time per call: graph {_fmt_seconds(result.graph_seconds)}, eager "
-               f"{_fmt_seconds(result.eager_seconds)}, slowdown {result.slowdown:.1f}x ({calls})</p>")
+    calls = f"{result.repeat} timed call{'s' if result.repeat != 1 else ''}"
+    if getattr(result, "graph_error", None) is not None:
+        out.append(f"<p>time per call: eager {_fmt_seconds(result.eager_seconds)} ({calls}; the graph did "
+                   "not run)</p>")
+    else:
+        out.append(f"<p>time per call: graph {_fmt_seconds(result.graph_seconds)}, eager "
+                   f"{_fmt_seconds(result.eager_seconds)}, slowdown {result.slowdown:.1f}x "
+                   f"({calls} each)</p>")
     return "\n".join(out)
-

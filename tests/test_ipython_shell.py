@@ -122,3 +122,25 @@ def test_a_ctrl_c_during_the_magics_own_bookkeeping_is_delivered_right_after_it(
         steps.append("not reached")
     assert steps == ["entered"]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_html_of_a_comparison_that_differs_and_of_a_status_with_scopes() -> None:
+    import tensorflow as tf
+
+    import eagerctl
+
+    @tf.function
+    def scaled(x: tf.Tensor) -> tf.Tensor:
+        return x * 3.0 if tf.executing_eagerly() else x * 2.0  # differs on purpose
+
+    result = eagerctl.compare(scaled, tf.constant([1.0, 2.0]), repeat=1)
+    page = result._repr_html_()
+    assert "scaled)</code>: <b style=\"color:#c00\">graph and eager DIFFER in 1</b>" in page
+    assert ("<td style=\"text-align:left;color:#c00;font-weight:bold\">output</td>" in page
+            and ">NO</td>" in page and ">2</td>" in page)  # max |graph - eager| = |6 - 4|
+
+    with eagerctl.graph_scope(), eagerctl.eager_scope(process=True):
+        page = eagerctl.status()._repr_html_()
+    assert page.count("<tr><td") == 2  # one row per active scope
+    assert ">graph_scope()</td>" in page and ">eager_scope(True, process=True)</td>" in page
+    assert "<b>graph</b>" in page  # effective here: the local graph scope wins
