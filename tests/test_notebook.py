@@ -289,7 +289,8 @@ def test_a_scope_entered_by_hand_exits_in_a_later_cell(nb: Kernel) -> None:
     nb.run("s = eagerctl.eager_scope()\ns.__enter__()")
     for _ in range(2):  # in force, and listed: the cell task that entered it is done, its context is not
         assert nb.value("mode(), eagerctl.is_eager(), tf.config.functions_run_eagerly(), "
-                        "[i.scope for i in eagerctl.status().scopes]") == "eager True False ['eager_scope(True)']"
+                        "[i.scope for i in eagerctl.status().scopes]") \
+            == "eager True False ['eager_scope(True)']"
     nb.run("g = eagerctl.graph_scope()\ng.__enter__()")
     assert nb.value("mode()") == "graph"
     nb.run("s.__exit__(None, None, None)")  # out of order, two cells later
