@@ -53,6 +53,8 @@ def test_license_is_apache_2() -> None:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("build")
+    if not (ROOT / "eagerctl" / "_version.py").is_file():
+        pytest.skip("no source tree next to the tests (the suite runs against an installed wheel)")
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md"):
         shutil.copy(ROOT / name, src / name)
