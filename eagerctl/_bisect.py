@@ -191,6 +191,9 @@ class Bisection:
             if c.outputs:
                 lines.append(f"    its outputs that differ, same inputs in both modes: {', '.join(c.outputs)} "
                              f"(max |graph - eager| {_compare._fmt_diff(c.max_abs_diff)})")
+            elif c.max_abs_diff == 0 and c.together:
+                lines.append("    alone, its two modes give the same outputs: it changes the result only together "
+                             "with the other culprit(s) above")
             elif c.max_abs_diff == 0:
                 lines.append("    its outputs agree when it runs alone with the same inputs: "
                              "the difference builds up across it and its callers")
@@ -804,20 +807,44 @@ class _Bisector:
 
     # -- group testing -------------------------------------------------------------
     def find(self, pool: list[_Candidate], fixed: frozenset[Any]) -> list[tuple[_Candidate, bool]]:
-        """Culprits in `pool` (known: `pool` + `fixed` eager differs, `fixed` alone does not)."""
+        """Culprits in `pool`, known: `pool` + `fixed` eager differs from compiled, `fixed` alone does not.
+
+        One culprit at a time by halving (a half that does not differ means the
+        other one does: not tested), checked alone at the end; then the rest
+        of the pool is tried once more for further culprits. About
+        log2(N) + 2 trials per culprit. When the halving ends on a candidate
+        that does not differ alone, the difference needs several together:
+        `_together` finds them.
+        """
+        found: list[tuple[_Candidate, bool]] = []
+        remaining = list(pool)
+        while remaining:
+            culprit = self._one(remaining, fixed)
+            group = [(culprit, bool(fixed))] if culprit is not None else self._together(remaining, fixed)
+            found += group
+            done = {c.key for c, _ in group}
+            remaining = [c for c in remaining if c.key not in done]
+            if not group or not remaining or not self.trial(fixed | _keys(remaining))[0]:
+                break
+        return found
+
+    def _one(self, pool: list[_Candidate], fixed: frozenset[Any]) -> _Candidate | None:
+        while len(pool) > 1:
+            half = len(pool) // 2
+            pool = pool[:half] if self.trial(fixed | _keys(pool[:half]))[0] else pool[half:]
+        return pool[0] if self.trial(fixed | {pool[0].key})[0] else None
+
+    def _together(self, pool: list[_Candidate], fixed: frozenset[Any]) -> list[tuple[_Candidate, bool]]:
+        """A small set of candidates from `pool` that differs only together (both halves searched)."""
         if len(pool) == 1:
-            return [(pool[0], bool(fixed))]
+            return [(pool[0], True)]
         half = len(pool) // 2
         first, second = pool[:half], pool[half:]
-        found: list[tuple[_Candidate, bool]] = []
         for part in (first, second):
             if self.trial(fixed | _keys(part))[0]:
-                found += self.find(part, fixed)
-        if found:
-            return found
-        # Neither half alone: the difference needs candidates from both.
-        in_first = self.find(first, fixed | _keys(second))
-        in_second = self.find(second, fixed | _keys(c for c, _ in in_first))
+                return self.find(part, fixed)
+        in_first = self._together(first, fixed | _keys(second))
+        in_second = self._together(second, fixed | _keys(c for c, _ in in_first))
         return [(c, True) for c, _ in in_first + in_second]
 
     def narrow(self, candidate: _Candidate, fixed: frozenset[Any]) -> list[tuple[_Candidate, bool]]:
@@ -827,9 +854,8 @@ class _Bisector:
             return [(candidate, bool(fixed))]
         narrowed: list[tuple[_Candidate, bool]] = []
         for found, together in self.find(children, fixed):
-            narrowed += self.narrow(found, fixed)
-            if together:
-                narrowed[-1] = (narrowed[-1][0], True)
+            for inner, inner_together in self.narrow(found, fixed):
+                narrowed.append((inner, together or inner_together))
         return narrowed
 
     # -- evidence ------------------------------------------------------------------
@@ -1229,18 +1255,24 @@ def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0912, PLR091
             return result(False, culprits, _verdict(b, culprits))
 
     top = list(b.root.children)
-    if not top or not b.trial(_keys(top))[0]:
-        b.steps.append(f"making all {len(top)} candidate(s) called by {b.name} eager islands does not reproduce "
-                       f"the difference: it is in {b.name}'s own body")
-        culprits.append(_itself(b, mismatch_rows, graph, eager, None))
-        return result(False, culprits, _verdict(b, culprits))
     before = b.runs
     found: list[tuple[_Candidate, bool]] = []
-    for c, together in b.find(top, frozenset()):
-        for inner, inner_together in b.narrow(c, frozenset()):
-            found.append((inner, together or inner_together))
+    if len(top) == 1:
+        # One candidate: try what it calls first; itself only if they do not explain it.
+        found = b.narrow(top[0], frozenset())
+        if found == [(top[0], False)] and not b.trial(_keys(top))[0]:
+            found = []
+    elif top and b.trial(_keys(top))[0]:
+        for c, together in b.find(top, frozenset()):
+            for inner, inner_together in b.narrow(c, frozenset()):
+                found.append((inner, together or inner_together))
+    if not found:
+        b.steps.append(f"making the {_plural(len(top), 'candidate')} called by {b.name} eager islands does not "
+                       f"reproduce the difference: it is in {b.name}'s own body")
+        culprits.append(_itself(b, mismatch_rows, graph, eager, None))
+        return result(False, culprits, _verdict(b, culprits))
     b.steps.append(f"eager islands over subsets of the candidates (halving, nested ones narrowed to the "
-                   f"innermost): {b.runs - before} trial runs, {len(b.trials)} subsets")
+                   f"innermost): {_plural(b.runs - before, 'trial run')} over {_plural(len(b.trials), 'subset')}")
     seen: set[Any] = set()
     for c, together in found:
         if c.key in seen:
