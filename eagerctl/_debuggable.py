@@ -593,24 +593,42 @@ class _Debuggable(_UnboundBase):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         # Reachable under its own name (a decorated module-level function or tf.function): by
-        # reference, as pickle saves functions. Otherwise the wrapped object itself, by value.
-        if _is_global_name(self):
+        # reference, as pickle saves functions; a copy of such a proxy (same wrapped object) by
+        # that name and its own options. Otherwise the wrapped object itself, by value.
+        options = self._self_debuggable.option_values()
+        found = _global_named_as(self)
+        if found is self:
             return self.__qualname__
-        return _wrap, (self.__wrapped__, self._self_debuggable.option_values())
+        if isinstance(found, _Debuggable) and found.__wrapped__ is self.__wrapped__:
+            return _copy_of_global, (self.__module__, self.__qualname__, options)
+        return _wrap, (self.__wrapped__, options)
 
     def __reduce__(self) -> Any:
         return self.__reduce_ex__(2)
 
 
-def _is_global_name(proxy: Any) -> bool:
+def _global_named_as(proxy: Any) -> Any:
+    """What the proxy's module holds under its qualified name (None if nothing)."""
     module = sys.modules.get(getattr(proxy, "__module__", None) or "")
     qualname = getattr(proxy, "__qualname__", None)
     if module is None or not isinstance(qualname, str) or "<locals>" in qualname:
-        return False
+        return None
+    return _resolve(module, qualname)
+
+
+def _resolve(module: Any, qualname: str) -> Any:
     obj: Any = module
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
-    return obj is proxy
+    return obj
+
+
+def _copy_of_global(module: str, qualname: str, options: dict[str, bool]) -> Any:
+    """Unpickle a copy of a module-level proxy: what that name wraps, with the copy's options."""
+    import importlib
+
+    found = _resolve(importlib.import_module(module), qualname)
+    return _wrap(found.__wrapped__ if isinstance(found, _Debuggable) else found, options)
 
 
 def _wrap(target: Any, options: dict[str, bool]) -> Any:

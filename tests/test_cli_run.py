@@ -575,39 +575,3 @@ def test_debug_patching_a_traced_tf_function_warns_with_the_remedy(
         "@eagerctl.debuggable where step is defined")
     site = f"{tmp_path / helper}.py:7"
     assert err.endswith(f"eagerctl run: --debug {helper}:step wrapped 1 definition: {site}\n")
-
-
-ASYNC_PROGRAM = """\
-import asyncio, json
-
-async def load_and_train():
-    import tensorflow as tf  # first imported here, in a child asyncio task
-
-    @tf.function
-    def step(x):
-        return tf.executing_eagerly()
-
-    return bool(step(tf.constant(1)))
-
-async def main():
-    child = await asyncio.create_task(load_and_train())
-    import tensorflow as tf
-    probe = tf.function(lambda x: tf.executing_eagerly())
-    in_thread = await asyncio.to_thread(lambda: bool(probe(tf.constant(1))))
-    print(json.dumps({"child_task": child, "main_coroutine": bool(probe(tf.constant(1))),
-                      "to_thread": in_thread, "flag": tf.config.functions_run_eagerly()}))
-
-asyncio.run(main())
-"""
-
-
-def test_eager_applies_when_tensorflow_is_first_imported_in_a_child_asyncio_task(tmp_path: Path) -> None:
-    """One real process: TensorFlow is not imported before the program, and is first imported in a task."""
-    script = write(tmp_path / "async_train.py", ASYNC_PROGRAM)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-m", "eagerctl", "run", "--eager", str(script)],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"child_task": True, "main_coroutine": True, "to_thread": True,
-                                       "flag": False}
-    assert "eagerctl" not in done.stderr  # no warning, least of all one about eagerctl's own lines
