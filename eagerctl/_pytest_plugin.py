@@ -425,7 +425,7 @@ def _check(config: pytest.Config, watch: _Watch, restore_flag: bool) -> None:
         except EagerctlError as exc:
             watch.problems.append(f"{text}; eagerctl could not exit it: {exc}")
         else:
-            watch.problems.append(f"{text}; eagerctl has exited it")
+            watch.problems.append(f"{text}; eagerctl has exited it. {SCOPE_FIX}")
     for act in [a for a in now.local if a in left and a not in here]:
         watch.problems.append(_left_elsewhere(watch.who, act))
     end = _state()
@@ -444,6 +444,7 @@ def _check(config: pytest.Config, watch: _Watch, restore_flag: bool) -> None:
             f"{watch.who} set tf.config.run_functions_eagerly({leaked[0]}) and did not restore it "
             f"(it was {leaked[1]} {watch.since}); "
             + ("eagerctl has restored it" if restore_flag else "later tests run with it")
+            + f". {FLAG_FIX}"
         )
         if restore_flag:
             _set_baseline(watch.expected)
@@ -458,24 +459,23 @@ def _left_elsewhere(who: str, act: Activation) -> str:
         # Nothing can ever exit it, and it is in force nowhere: stop counting it.
         for live in _live_local():
             live.pop(act, None)
-        return f"{text}; {gone}, so it is in force nowhere and eagerctl has dropped it"
+        return f"{text}; {gone}, so it is in force nowhere and eagerctl has dropped it. {SCOPE_FIX}"
     where = "that thread" if act.thread != threading.get_ident() else "that context"
     return (f"{text}; a local scope can only be exited where it was entered, so it stays in force "
-            f"in {where} until code there exits it")
+            f"in {where} until code there exits it. {SCOPE_FIX}")
 
 
-_FIX = ("Exit every scope you enter (a `with` block or the decorator form does it for you), and "
-        "restore tf.config.run_functions_eagerly in a finally block or fixture teardown, or use "
-        "`with eagerctl.eager_scope():` instead")
+SCOPE_FIX = "Exit every scope you enter: a `with` block or the decorator form does it for you"
+FLAG_FIX = "Restore it in a finally block or fixture teardown, or use `with eagerctl.eager_scope():` instead"
+WARN_HINT = f"{GUARD_OPTION}=error makes this an error, {GUARD_OPTION}=off turns the check off"
+ERROR_HINT = f"({GUARD_OPTION}=warn makes this a warning)"
 
 
 def _report(item: pytest.Item, guard: Guard, problems: Iterable[str]) -> None:
     if guard == "error":
-        fix = f"{_FIX}. {GUARD_OPTION}=warn makes this a warning"
-        pytest.fail("\n".join([*problems, fix]), pytrace=False)
+        pytest.fail("\n".join([*problems, ERROR_HINT]), pytrace=False)
     for problem in problems:
-        _warn(item, f"{problem}. {_FIX}. {GUARD_OPTION}=error makes this an error that restores "
-                    f"the flag; {GUARD_OPTION}=off turns the check off")
+        _warn(item, f"{problem}. {WARN_HINT}")
 
 
 def _warn(item: pytest.Item | None, text: str) -> None:
@@ -545,4 +545,4 @@ def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureReques
         watch.problems.extend(check.problems)
     else:  # torn down outside any test (the session ended early)
         for problem in check.problems:
-            _warn(None, f"{problem}. {_FIX}")
+            _warn(None, f"{problem}. {WARN_HINT}")

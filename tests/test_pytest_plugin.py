@@ -322,16 +322,10 @@ def test_conflicting_markers_error_naming_the_test(tfdir: pytest.Pytester) -> No
         assert line in result.stdout.lines
 
 
-FIX = (
-    "Exit every scope you enter (a `with` block or the decorator form does it for you), and "
-    "restore tf.config.run_functions_eagerly in a finally block or fixture teardown, or use "
-    "`with eagerctl.eager_scope():` instead"
-)
-ERROR_FIX = f"{FIX}. --tf-flag-guard=warn makes this a warning"
-WARN_FIX = (
-    f"{FIX}. --tf-flag-guard=error makes this an error that restores the flag; "
-    "--tf-flag-guard=off turns the check off"
-)
+SCOPE_FIX = "Exit every scope you enter: a `with` block or the decorator form does it for you"
+FLAG_FIX = "Restore it in a finally block or fixture teardown, or use `with eagerctl.eager_scope():` instead"
+WARN_HINT = "--tf-flag-guard=error makes this an error, --tf-flag-guard=off turns the check off"
+ERROR_HINT = "(--tf-flag-guard=warn makes this a warning)"
 
 
 def _flag_message(who: str, leaked: bool, start: bool, restored: bool) -> str:
@@ -339,6 +333,7 @@ def _flag_message(who: str, leaked: bool, start: bool, restored: bool) -> str:
         f"{who} set tf.config.run_functions_eagerly({leaked}) and did not restore it "
         f"(it was {start} when the test started); "
         + ("eagerctl has restored it" if restored else "later tests run with it")
+        + f". {FLAG_FIX}"
     )
 
 
@@ -384,7 +379,7 @@ def test_guard_error_mode_fails_a_test_that_leaks_the_flag(tfdir: pytest.Pyteste
     lines = result.stdout.lines
     for name in ["test_leaks", "test_leaks_under_marker"]:
         assert _flag_message(f"test_guard.py::{name}", True, False, restored=True) in lines
-    assert ERROR_FIX in lines
+    assert ERROR_HINT in lines
     result.stdout.fnmatch_lines(["ERROR test_guard.py::test_leaks - Failed: test_guard.py::test_leaks set *"])
 
 
@@ -440,7 +435,7 @@ def test_guard_default_warns_naming_the_test_and_changes_nothing(tfdir: pytest.P
     warned = _warnings(result)
     assert "test_guard.py::test_leaks\n" in warned
     message = _flag_message("test_guard.py::test_leaks", True, False, restored=False)
-    assert f"EagerctlWarning: {message}. {WARN_FIX}" in warned
+    assert f"EagerctlWarning: {message}. {WARN_HINT}" in warned
     # The second test restored what the first leaked: it is not blamed.
     assert "test_sees_the_leak_as_without_the_plugin set" not in warned
 
@@ -561,7 +556,7 @@ def test_session_option_without_tensorflow_is_a_usage_error(pytester: pytest.Pyt
 def _scope_message(
     who: str, scope: str, where: str, thread: str = "MainThread", then: str = "eagerctl has exited it"
 ) -> str:
-    return f"{who} left {scope} active (entered at {where} in thread {thread!r}); {then}"
+    return f"{who} left {scope} active (entered at {where} in thread {thread!r}); {then}. {SCOPE_FIX}"
 
 
 LEAKS = """
@@ -630,13 +625,13 @@ def test_leaked_scopes_are_reported_as_scopes_exited_and_nobody_else_is_blamed(
     if guard == "warn":
         result.assert_outcomes(passed=7, warnings=4)
         for message in expected:
-            assert f"EagerctlWarning: {message}. {WARN_FIX}" in _warnings(result)
+            assert f"EagerctlWarning: {message}. {WARN_HINT}" in _warnings(result)
     else:
         result.assert_outcomes(passed=7, errors=3)
         lines = result.stdout.lines
         for message in expected:
             assert message in lines
-        assert lines.count(ERROR_FIX) == 3
+        assert lines.count(ERROR_HINT) == 3
     # Reported as scopes, once each, at the test that leaked them.
     assert "set tf.config.run_functions_eagerly" not in out
     assert "innocent" not in out.split("short test summary")[-1]
@@ -699,18 +694,20 @@ def test_leaks_in_other_threads_and_tasks(tfdir: pytest.Pytester) -> None:
     assert re.search(
         re.escape(f"{who}_a_finished_thread left eager_scope(True) active (entered at "
                   f"{path}:{_line_of(path, '# leak-thread')} in thread 'thread ")
-        + r"\d+ \(finished\)'\); " + re.escape(f"its thread has finished, {dropped}. {WARN_FIX}"),
+        + r"\d+ \(finished\)'\); "
+        + re.escape(f"its thread has finished, {dropped}. {SCOPE_FIX}. {WARN_HINT}"),
         warned,
     )
     assert (
         f"{who}_an_asyncio_task left eager_scope(True) active (entered at {path}:"
         f"{_line_of(path, '# leak-task')} in thread 'MainThread', asyncio task 'Task-1'); its "
-        f"asyncio task has finished, {dropped}. {WARN_FIX}"
+        f"asyncio task has finished, {dropped}. {SCOPE_FIX}. {WARN_HINT}"
     ) in warned
     assert (
         f"{who}_a_live_worker_thread left eager_scope(True) active (entered at {path}:"
         f"{_line_of(path, '# leak-worker')} in thread 'worker_0'); a local scope can only be exited "
-        f"where it was entered, so it stays in force in that thread until code there exits it. {WARN_FIX}"
+        f"where it was entered, so it stays in force in that thread until code there exits it. "
+        f"{SCOPE_FIX}. {WARN_HINT}"
     ) in warned
     assert "test_worker_keeps_it" not in warned and "test_nothing_left" not in warned
 
@@ -777,18 +774,18 @@ def test_wider_fixtures_own_what_they_enter_and_are_named_not_a_test(tfdir: pyte
     assert (
         f"fixture 'leaky' (class scope) left graph_scope(process=True) active (entered at "
         f"{path}:{_line_of(path, '# leak-fixture')} in thread 'MainThread'); eagerctl has exited it. "
-        f"{WARN_FIX}"
+        f"{SCOPE_FIX}. {WARN_HINT}"
     ) in warned
     assert (
         "fixture 'run_eagerly' (session scope) set tf.config.run_functions_eagerly(True) and did not "
-        f"restore it (it was False before it was set up); later tests run with it. {WARN_FIX}"
+        f"restore it (it was False before it was set up); later tests run with it. {FLAG_FIX}. {WARN_HINT}"
     ) in warned
     assert "test_fixtures.py::test_after_the_class\n" in warned  # where the session fixture ended
     assert not re.search(r"test_\w+ (left|set) ", warned)  # no test is blamed
     # In error mode the same two are errors, and everything is restored.
     errors = run(tfdir, "--tf-flag-guard=error")
     errors.assert_outcomes(passed=6, errors=2)
-    assert errors.stdout.lines.count(ERROR_FIX) == 2
+    assert errors.stdout.lines.count(ERROR_HINT) == 2
 
 
 # -- a project that never asked for the plugin ------------------------------------------
@@ -855,7 +852,7 @@ def test_tf_pattern_unchanged_by_the_default_guard(tfdir: pytest.Pytester) -> No
     message = _flag_message(
         "test_tf_pattern.py::FunctionTest::test_a_runs_eagerly_when_asked", True, False, restored=False
     )
-    assert f"EagerctlWarning: {message}. {WARN_FIX}" in _warnings(strict)
+    assert f"EagerctlWarning: {message}. {WARN_HINT}" in _warnings(strict)
     # Asked for, the error names the test, and the flag is restored at once.
     errors = run(tfdir, "--tf-flag-guard=error")
     errors.assert_outcomes(passed=2, errors=1)
