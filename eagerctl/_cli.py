@@ -25,7 +25,8 @@ from typing import Any, TextIO
 from ._errors import EagerctlError, EagerctlWarning
 
 PROG = "eagerctl"
-RUN_USAGE = ("eagerctl run [--eager | --graph] [--process] [--debug MODULE:QUALNAME]... [--data-debug] "
+RUN_USAGE = ("eagerctl run [--eager | --graph] [--process] [--debug MODULE:QUALNAME]... [--bisect MODULE:QUALNAME] "
+             "[--data-debug] "
              "(SCRIPT | -m MODULE) [ARGS...]")
 
 
@@ -72,6 +73,9 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="append", default=[], metavar="MODULE:QUALNAME",
                         help="make this function or method (pkg.mod:Class.method) @eagerctl.debuggable when "
                              "its module is imported; repeatable")
+    parser.add_argument("--bisect", action="append", default=[], metavar="MODULE:QUALNAME",
+                        help="bisect the first call of this function (eagerctl.bisect: which nested function, layer "
+                             "or tf.function makes graph and eager differ), print the report, let the program go on")
     parser.add_argument("--data-debug", action="store_true",
                         help="turn on tf.data debug mode before the program starts, so tf.data map/filter "
                              "functions run eagerly too (they ignore everything else)")
@@ -150,7 +154,7 @@ def _split_run_args(args: list[str]) -> tuple[list[str], str | None, str | None,
             return options, None, token[2:], args[i + 1:]
         if token.startswith("-") and token != "-":
             options.append(token)
-            if token == "--debug" and i + 1 < len(args):
+            if token in ("--debug", "--bisect") and i + 1 < len(args):
                 options.append(args[i + 1])
                 i += 1
             i += 1
@@ -171,7 +175,7 @@ def _run_command(args: list[str]) -> int:
             raise _UsageError("give the program to run: a SCRIPT path or -m MODULE")
         if ns.process and not (ns.eager or ns.graph):
             raise _UsageError("--process applies --eager or --graph to the whole process; give one of them")
-        specs = [_DebugSpec.parse(text) for text in ns.debug]
+        specs = [_DebugSpec.parse(text) for text in ns.debug] + [_BisectSpec.parse(text) for text in ns.bisect]
     except _UsageError as exc:
         print(f"usage: {RUN_USAGE}", file=sys.stderr)
         print(f"eagerctl run: error: {exc}", file=sys.stderr)
@@ -187,6 +191,8 @@ class _DebugSpec:
     the method, an assignment) is wrapped as it is made; for a module imported
     already, a post-import hook wraps what is there.
     """
+
+    option = "--debug"
 
     def __init__(self, text: str, module: str, qualname: str) -> None:
         self.text = text
@@ -209,7 +215,7 @@ class _DebugSpec:
             part.isidentifier() for part in module.split(".")
         ):
             raise _UsageError(
-                f"--debug {text!r}: expected MODULE:QUALNAME, a module and a function in it, such as "
+                f"{cls.option} {text!r}: expected MODULE:QUALNAME, a module and a function in it, such as "
                 "mypkg.train:train_step or mypkg.models:MyModel.train_step"
             )
         return cls(text, module, qualname)
@@ -221,7 +227,7 @@ class _DebugSpec:
 
     def check_module(self) -> None:
         if not _module_exists(self.module):
-            raise _UsageError(f"--debug {self.text}: no module named {self.module!r} (searched sys.path, "
+            raise _UsageError(f"{self.option} {self.text}: no module named {self.module!r} (searched sys.path, "
                               "which starts with the program's directory)")
 
     def apply(self, module: ModuleType | _Globals) -> None:
@@ -256,7 +262,7 @@ class _DebugSpec:
         where = self.module
         for part in parts[:-1]:
             if not hasattr(owner, part):
-                raise _UsageError(f"--debug {self.text}: {where} has no attribute {part!r}")
+                raise _UsageError(f"{self.option} {self.text}: {where} has no attribute {part!r}")
             owner = getattr(owner, part)
             where = f"{where}.{part}"
         name = parts[-1]
@@ -267,7 +273,7 @@ class _DebugSpec:
         elif hasattr(owner, name):
             target = getattr(owner, name)
         else:
-            raise _UsageError(f"--debug {self.text}: {where} has no attribute {name!r}")
+            raise _UsageError(f"{self.option} {self.text}: {where} has no attribute {name!r}")
         wrapped = self._wrapped(target, f"{where}.{name}")
         if wrapped is not target:
             setattr(owner, name, wrapped)
@@ -279,7 +285,7 @@ class _DebugSpec:
         if isinstance(target, _Debuggable):  # wrapped already (or decorated by the program itself)
             return target
         if not (callable(target) or isinstance(target, (classmethod, staticmethod))):
-            raise _UsageError(f"--debug {self.text}: {where} is not callable (it is a "
+            raise _UsageError(f"{self.option} {self.text}: {where} is not callable (it is a "
                               f"{type(target).__name__}); name a function or method")
         late = traced_message(target)
         if late is not None:
@@ -289,9 +295,24 @@ class _DebugSpec:
                 warnings.simplefilter("ignore", EagerctlWarning)  # said above, pointing at no eagerctl line
                 wrapped = debuggable(target)
         except TypeError as exc:
-            raise _UsageError(f"--debug {self.text}: {exc}") from None
+            raise _UsageError(f"{self.option} {self.text}: {exc}") from None
         self.definitions.append(_definition_site(target))
         return wrapped
+
+
+class _BisectSpec(_DebugSpec):
+    """One `--bisect MODULE:QUALNAME`: found and wrapped as `--debug` does; its first call is bisected."""
+
+    option = "--bisect"
+
+    def _wrapped(self, target: Any, where: str) -> Any:
+        from ._bisect import bisect_first_call
+
+        if not callable(target):
+            raise _UsageError(f"--bisect {self.text}: {where} is not callable (it is a "
+                              f"{type(target).__name__}); name a function, tf.function or method")
+        self.definitions.append(_definition_site(target))
+        return bisect_first_call(target, self.text)
 
 
 class _Runner:
@@ -387,21 +408,21 @@ class _Runner:
         for spec in self.specs:
             if spec.applied:
                 n = len(spec.definitions)
-                print(f"eagerctl run: --debug {spec.text} wrapped {n} definition{'s' if n != 1 else ''}: "
+                print(f"eagerctl run: {spec.option} {spec.text} wrapped {n} definition{'s' if n != 1 else ''}: "
                       f"{', '.join(spec.definitions)}", file=sys.stderr)
             if spec.applied or spec.failed:
                 continue
             if spec.in_main and status == 0:
                 # The program ran to its end without ever binding the name at module level.
                 name = spec.qualname.split(".")[0]
-                print(f"eagerctl run: error: --debug {spec.text}: the program never defined {name!r} at "
+                print(f"eagerctl run: error: {spec.option} {spec.text}: the program never defined {name!r} at "
                       "module level", file=sys.stderr)
                 status = 2
             elif spec.in_main:
-                print(f"eagerctl run: warning: --debug {spec.text} was never applied: the program stopped "
+                print(f"eagerctl run: warning: {spec.option} {spec.text} was never applied: the program stopped "
                       "before defining it", file=sys.stderr)
             else:
-                print(f"eagerctl run: warning: --debug {spec.text} was never applied: the program did not "
+                print(f"eagerctl run: warning: {spec.option} {spec.text} was never applied: the program did not "
                       f"import {spec.module}{self._main_hint(spec)}", file=sys.stderr)
         return status
 
