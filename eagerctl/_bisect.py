@@ -292,8 +292,10 @@ def _skip_dirs() -> tuple[str, ...]:
 
 def _is_user_code(code: Any) -> bool:
     filename = getattr(code, "co_filename", "")
-    if not filename or not os.path.isabs(filename) or "__autograph_generated_file" in filename:
-        return False  # also Cython's relative pseudo-files (numpy/random/mtrand.pyx)
+    if not filename or filename.startswith("<") or "__autograph_generated_file" in filename:
+        return False
+    if not os.path.isabs(filename) and not os.path.exists(filename):
+        return False  # Cython's pseudo-files (numpy/random/mtrand.pyx)
     if code.co_name.startswith("<"):
         return False  # lambdas, comprehensions
     return not os.path.abspath(filename).startswith(_skip_dirs())
@@ -406,11 +408,21 @@ class _Watch:
         else:
             owner.__dict__[name] = value
 
+    def current(self) -> tuple[dict[tuple[int, str], Any], Any, Any]:
+        """Every saved item's value now, and the random states: what `restore(to=...)` brings back."""
+        import random
+
+        np = sys.modules.get("numpy")
+        values = {key: _copy(self._get(owner, name)) for key, (owner, name, _) in self.saved.items()}
+        return values, random.getstate(), np.random.get_state() if np is not None else None
+
     def values(self, items: list[tuple[Any, str]]) -> list[Any]:
         return [_copy(self._get(owner, name)) for owner, name in items]
 
-    def restore(self) -> None:
-        for owner, name, value in self.saved.values():
+    def restore(self, to: tuple[dict[tuple[int, str], Any], Any, Any] | None = None) -> None:
+        for key, (owner, name, value) in self.saved.items():
+            if to is not None:
+                value = to[0].get(key, value)
             if value is _MISSING:
                 continue
             current = self._get(owner, name)
@@ -423,10 +435,11 @@ class _Watch:
                 self._set(owner, name, _copy(value))
         import random
 
-        random.setstate(self.random_state)
+        random.setstate(self.random_state if to is None else to[1])
         np = sys.modules.get("numpy")
-        if np is not None and self.np_state is not None:
-            np.random.set_state(self.np_state)
+        np_state = self.np_state if to is None else to[2]
+        if np is not None and np_state is not None:
+            np.random.set_state(np_state)
 
 
 def _describe_item(owner: Any, name: str) -> str:
@@ -592,6 +605,7 @@ class _Bisector:
         self.trials: dict[frozenset[Any], tuple[bool, list[_compare.Row]]] = {}
         self.created: list[tuple[Any, _Candidate]] = []
         self.error_owner: _Candidate | None = None
+        self.final_state: tuple[dict[tuple[int, str], Any], Any, Any] | None = None
 
     # -- what the hooks call ------------------------------------------------------
     def classify(self, f: Any) -> _Candidate | None:
@@ -740,7 +754,11 @@ class _Bisector:
             return
         self.traces += self.graph_fn.experimental_get_tracing_count() - count0
         self.fresh_graph: Any = None
-        if self.graph_fn.experimental_get_tracing_count() == count0:
+        if self.graph_fn.experimental_get_tracing_count() != count0:
+            # The program's own function keeps this trace: at the end, the Python state is the one it
+            # left, as if the program had traced it itself.
+            self.final_state = self.watch.current()
+        else:
             # Traced before: what the program runs is that graph. Trace afresh to see the candidates.
             self.fresh = tf.function(self.python_fn)
             with self._session("discover"), graph_scope(), tf.variable_creator_scope(record):
@@ -1180,7 +1198,7 @@ def bisect(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: floa
         b.hooks.uninstall()
         with contextlib.suppress(Exception):
             b.restore_variables()
-        b.watch.restore()
+        b.watch.restore(b.final_state)
 
 
 def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0912, PLR0915
@@ -1392,3 +1410,66 @@ def _verdict(b: _Bisector, culprits: list[Culprit]) -> str:
 
 __all__ = ["Bisection", "Cause", "Culprit", "bisect"]
 
+
+
+# -- eagerctl run --bisect -------------------------------------------------------------
+
+
+def bisect_first_call(target: Any, label: str) -> Any:
+    """`target` wrapped so that its first call is bisected (report on stderr), then runs as usual.
+
+    For `eagerctl run --bisect MODULE:QUALNAME`. The call itself then runs
+    unchanged (bisect restores every state it touched), and later calls go
+    straight through. A first call made while TensorFlow traces a graph cannot
+    be bisected (bisect runs the function): a warning says so.
+    """
+    from ._debuggable import _build_into_graph
+
+    done = [False]
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            if not done[0]:
+                done[0] = True
+                graph = getattr(tf.compat.v1.get_default_graph(), "name", "a graph")
+                print(f"eagerctl run: warning: --bisect {label}: its first call came while TensorFlow traced "
+                      f"{graph!r}, where it cannot be run and bisected; name the function that is called "
+                      "eagerly (the tf.function, train step or model the program calls)", file=sys.stderr)
+            return _build_into_graph(wrapped, args, kwargs)
+        if not done[0]:
+            done[0] = True
+            try:
+                report = bisect(wrapped, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the program goes on whatever bisect finds
+                print(f"eagerctl run: --bisect {label}: could not bisect its first call: "
+                      f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            else:
+                print(f"eagerctl run: --bisect {label}: its first call, bisected:\n{report}", file=sys.stderr)
+        return wrapped(*args, **kwargs)
+
+    return _FirstCall(target, wrapper)
+
+
+def _first_call_classes() -> tuple[type, type]:
+    import wrapt
+
+    class _BoundFirstCall(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+        autograph_info__: dict[str, Any] = {}  # noqa: RUF012 - AutoGraph calls it as it is
+
+    class FirstCall(wrapt.FunctionWrapper):  # type: ignore[misc]
+        __bound_function_wrapper__ = _BoundFirstCall
+        autograph_info__: dict[str, Any] = {}  # noqa: RUF012
+
+    return FirstCall, _BoundFirstCall
+
+
+def _FirstCall(target: Any, wrapper: Callable[..., Any]) -> Any:  # noqa: N802 - a class, made on first use
+    global _FIRST_CALL
+    if _FIRST_CALL is None:
+        _FIRST_CALL = _first_call_classes()[0]
+    return _FIRST_CALL(target, wrapper)
+
+
+_FIRST_CALL: type | None = None
