@@ -62,10 +62,9 @@ COMPUTATIONS: dict[str, Callable[[], np.ndarray]] = {
     "jacobian_of_a_tf_function": jacobian_of_a_tf_function,
 }
 SCOPES: dict[str, Callable[[], Any]] = {
-    "eager_scope": lambda: eagerctl.eager_scope(),
+    "eager_scope": eagerctl.eager_scope,
     "eager_scope_in_graph_scope": lambda: _nested(eagerctl.graph_scope(), eagerctl.eager_scope()),
     "process_eager_scope": lambda: eagerctl.eager_scope(process=True),
-    "debuggable_body": None,  # see the test
 }
 
 
@@ -88,7 +87,7 @@ def expected() -> dict[str, np.ndarray]:
     return {name: fn() for name, fn in COMPUTATIONS.items()}
 
 
-@pytest.mark.parametrize("scope", [s for s in SCOPES if SCOPES[s] is not None])
+@pytest.mark.parametrize("scope", list(SCOPES))
 @pytest.mark.parametrize("name", list(COMPUTATIONS))
 def test_pfor_works_and_computes_the_same_under_eager_scopes(
         name: str, scope: str, expected: dict[str, np.ndarray]) -> None:
