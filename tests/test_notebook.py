@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import queue
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,6 +266,11 @@ def test_ctrl_c_in_a_cell_magic_leaves_the_kernel_in_its_mode_before_the_cell(nb
                   interrupt_when="started", check=False)
     assert cell.ename == "KeyboardInterrupt"
     assert nb.value("mode(), mode_in_thread(), tf.config.functions_run_eagerly()") == "eager eager True"
+    nb.run("%eager off")
+    cell = nb.run("with eagerctl.eager_scope():\n" + textwrap.indent(LOOP, "    "), interrupt_when="started",
+                  check=False)  # a plain `with` block, no magic
+    assert cell.ename == "KeyboardInterrupt"
+    assert nb.value("mode(), eagerctl.status().scopes") == "graph ()"
 
 
 def test_ctrl_c_undoes_scopes_the_interrupted_cell_entered_and_left(nb: Kernel) -> None:
@@ -402,3 +408,36 @@ def test_compare_result_renders_as_html_and_text(nb: Kernel) -> None:
     assert '<table class="eagerctl-compare"' in bundle["text/html"]
     assert "<b>graph and eager MATCH</b>" in bundle["text/html"]
     assert nb.value("w.numpy()") == "[1. 2.]"  # compare restores what it touched
+
+
+KERAS_MODEL = """
+import numpy as np
+import keras
+
+calls = []
+
+def squared_error(y_true, y_pred):
+    calls.append(tf.executing_eagerly())
+    return tf.reduce_mean(tf.square(y_true - y_pred))
+
+keras.utils.set_random_seed(0)
+xs = np.linspace(-1, 1, 32, dtype="float32").reshape(-1, 1)
+ys = 3 * xs
+model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+model.compile(optimizer="sgd", loss=squared_error)
+model.fit(xs, ys, epochs=1, batch_size=16, verbose=0)
+print(all(not eager for eager in calls))
+"""
+
+
+def test_debuggable_magic_on_a_keras_loss_says_to_compile_again_and_that_works(nb: Kernel) -> None:
+    assert nb.run(KERAS_MODEL).stdout == "True\n"  # traced into fit's graph: the body ran symbolically only
+    cell = nb.run("%debuggable squared_error")
+    assert ("the Keras model(s) model were compiled with loss=squared_error and hold that function itself: "
+            "compile model again with loss=squared_error to use the new one.") in cell.stderr
+    nb.run("calls.clear()\nmodel.fit(xs, ys, epochs=1, batch_size=16, verbose=0)")
+    assert nb.value("any(calls)") == "False"  # as the warning says: the model still holds the old function
+    nb.run("model.compile(optimizer='sgd', loss=squared_error)\n"
+           "model.fit(xs, ys, epochs=1, batch_size=16, verbose=0)")
+    assert nb.value("calls.count(True)") == "2"  # one eager run of the loss per batch
+    nb.run("%undebuggable squared_error")
