@@ -127,7 +127,9 @@ def test_run_debug_debugs_every_train_step_definition_and_computes_the_same(
 
     for definition, steps in STEPS.items():
         assert [eager for name, eager in debugged["ran_eagerly"] if name == definition] == [True] * steps
-        assert [eager for name, eager in reference["ran_eagerly"] if name == definition] == [False]
+        # Without eagerctl: the body ran only while tracing (twice where the optimizer's first
+        # call creates its variables, as Keras 2's does).
+        assert set(eager for name, eager in reference["ran_eagerly"] if name == definition) == {False}
     lines = SCRIPT.splitlines()
     defs = [i + 1 for i, line in enumerate(lines) if line == "@tf.function"]
     assert err == ("eagerctl run: --debug __main__:train_step wrapped 3 definitions: "
