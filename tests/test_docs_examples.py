@@ -136,6 +136,7 @@ if CHILD_PAGE is None:
         ids=lambda p: str(p.relative_to(ROOT)),
     )
     def test_page_examples(page: Path, tmp_path: Path) -> None:
+        pytest.importorskip("pytest_examples")  # in the `test` extra
         env = dict(os.environ, EAGERCTL_DOCS_PAGE=str(page), PYTHONBREAKPOINT="0", TF_CPP_MIN_LOG_LEVEL="2")
         env.pop("PYTEST_ADDOPTS", None)
         proc = subprocess.run(
