@@ -74,7 +74,8 @@ def load_ipython_extension(ipython: Any) -> None:
         %load_ext eagerctl
         %eager on
     """
-    if id(ipython) in _EXTENSIONS:
+    loaded = _EXTENSIONS.get(id(ipython))
+    if loaded is not None and loaded.shell is ipython:
         return
     extension = _Extension(ipython)
     extension.load()
@@ -446,6 +447,10 @@ class _Extension:
             if _is_proxy(value):
                 value = self.original(owner, attr, value)
             proxy = debuggable(value, **options)
+            if proxy is value:  # EAGERCTL_DEBUGGABLE=0: debuggable hands back the function itself
+                print(f"eagerctl: {dotted} is unchanged: the environment variable EAGERCTL_DEBUGGABLE=0 "
+                      "turns @debuggable off")
+                continue
             self.assign(owner, attr, proxy, remember_original=value)
             print(f"eagerctl: {dotted} is @debuggable: its calls run the Python body eagerly "
                   f"(%undebuggable {dotted} to undo)")

@@ -144,3 +144,15 @@ def test_html_of_a_comparison_that_differs_and_of_a_status_with_scopes() -> None
     assert page.count("<tr><td") == 2  # one row per active scope
     assert ">graph_scope()</td>" in page and ">eager_scope(True, process=True)</td>" in page
     assert "<b>graph</b>" in page  # effective here: the local graph scope wins
+
+
+def test_debuggable_magic_under_eagerctl_debuggable_0_leaves_the_function_as_it_is(
+        shell: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EAGERCTL_DEBUGGABLE", "0")
+    shell.extension_manager.load_extension("eagerctl")
+    run(shell, "def loss(x):\n    return x * 2\noriginal = loss")
+    capsys.readouterr()
+    run(shell, "%debuggable loss")
+    assert capsys.readouterr().out == ("eagerctl: loss is unchanged: the environment variable "
+                                       "EAGERCTL_DEBUGGABLE=0 turns @debuggable off\n")
+    assert run(shell, "loss is original") is True
