@@ -100,7 +100,9 @@ def test_the_extension_in_a_plain_interactive_shell(shell: Any, capsys: pytest.C
     assert run(shell, "loss is original") is True
     capsys.readouterr()
 
+    run(shell, "%reload_ext eagerctl")
     run(shell, "%eager on")
+    assert run(shell, "mode()") == "eager"
     shell.extension_manager.unload_extension("eagerctl")  # the mode ends with the extension
     assert not tf.config.functions_run_eagerly()
     assert "eager" not in shell.magics_manager.magics["line"]

@@ -228,6 +228,9 @@ def test_cell_magics_set_the_mode_of_one_cell_and_display_its_last_expression(nb
     assert nb.value("mode()") == "eager"
     # magics inside the cell body still work
     assert nb.run("%%eager\nx = %time mode()\nprint(x)").stdout.endswith("eager\n")
+    cell = nb.run("%%eager\nimport asyncio\nawait asyncio.sleep(0)", check=False)
+    assert ("UsageError: %%eager and %%graph cannot run a cell with top-level await; in a normal cell, write "
+            "`async with eagerctl.eager_scope():` (or graph_scope()) around the awaited code") in cell.stderr
 
 
 def test_a_cell_that_raises_leaves_the_mode_as_before_and_fails_the_cell(nb: Kernel) -> None:
