@@ -859,3 +859,32 @@ def test_tf_pattern_unchanged_by_the_default_guard(tfdir: pytest.Pytester) -> No
     assert _flag_message(
         "test_tf_pattern.py::FunctionTest::test_a_runs_eagerly_when_asked", True, False, restored=True
     ) in errors.stdout.lines
+
+
+# -- the docs page's example ------------------------------------------------------
+
+
+def test_docs_example_shows_what_pytest_prints(pytester: pytest.Pytester) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "pytest-plugin.md").read_text()
+    code = re.search(r"```python\n(# test_step\.py\n.*?)```", page, re.DOTALL)
+    console = re.search(r"```console\n(.*?)```", page, re.DOTALL)
+    assert code is not None and console is not None
+    pytester.makepyfile(test_step=code.group(1))
+    shown = re.split(r"^\$ pytest (.*)$", console.group(1), flags=re.MULTILINE)[1:]
+
+    def normal(lines: list[str]) -> list[str]:
+        """Without what changes from run to run: the time taken (and the width of the rule around it)."""
+        return [re.sub(r"^=+ | =+$| in \d+\.\d+s", "", line.replace("/tmp/demo/", f"{pytester.path}/"))
+                for line in lines if line not in ("", "...")]
+
+    assert len(shown) == 4  # two commands, each with its output
+    for command, expected in zip(shown[::2], shown[1::2], strict=True):
+        try:
+            result = pytester.runpytest(*ARGS, *command.split()[:-1])
+        finally:
+            tf.config.run_functions_eagerly(False)  # `warn` leaves test_leaky_flag's write in place
+        lines = normal(result.stdout.lines)
+        at = 0
+        for line in normal(expected.splitlines()):
+            assert line in lines[at:], f"{command}: not printed (in this order): {line!r}"
+            at = lines.index(line, at) + 1
