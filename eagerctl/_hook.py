@@ -67,6 +67,7 @@ _install_lock = threading.Lock()
 _patches: list[tuple[Callable[[], None], Callable[[], None]]] = []
 # (module, name) -> TF's own `run_functions_eagerly`, where the writer replaced it.
 _writers: dict[tuple[ModuleType, str], Any] = {}
+_writer: Any = None  # the one replacement, kept across uninstall and install
 
 
 def add_patches(install: Callable[[], None], uninstall: Callable[[], None]) -> None:
@@ -117,7 +118,10 @@ def _install_writer(flag_mod: ModuleType) -> None:
     tf_writer = flag_mod.__dict__.get("run_functions_eagerly")
     if tf_writer is None or hasattr(tf_writer, "__eagerctl_original__"):
         return
-    writer = _make_writer(tf_writer)
+    global _writer
+    if _writer is None or _writer.__eagerctl_original__ is not tf_writer:
+        _writer = _make_writer(tf_writer)
+    writer = _writer
     # Every module of TF's that bound the function (tf.config, tf.compat.v1.config,
     # def_function, ...): read from module dicts, which never triggers TF's lazy loaders.
     for name, module in list(sys.modules.items()):
