@@ -378,7 +378,8 @@ def _stale_graph(concrete: Any, name: str) -> str | None:
     if not deleted:
         return None
     count = f"{deleted} variable{'s' if deleted != 1 else ''}" if deleted > 0 else "variables"
-    return (f"{name} was traced against {count} that no longer exist (the program replaced what it read, "
+    exist = "exists" if deleted == 1 else "exist"
+    return (f"{name} was traced against {count} that no longer {exist} (the program replaced what it read, "
             f"e.g. a global `model = ...` assigned again), so its compiled graph cannot run, while the eager "
             f"run uses the current objects; retrace it to train them: {name} = "
             f"tf.function({name}.python_function)")

@@ -343,7 +343,7 @@ def test_a_graph_referencing_deleted_variables_is_reported_as_a_divergence() -> 
     assert result.match is False
     assert result.graph_error == (
         "test_a_graph_referencing_deleted_variables_is_reported_as_a_divergence.<locals>.step was traced "
-        "against 1 variable that no longer exist (the program replaced what it read, e.g. a global "
+        "against 1 variable that no longer exists (the program replaced what it read, e.g. a global "
         "`model = ...` assigned again), so its compiled graph cannot run, while the eager run uses the "
         "current objects; retrace it to train them: "
         "test_a_graph_referencing_deleted_variables_is_reported_as_a_divergence.<locals>.step = "
