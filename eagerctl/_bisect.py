@@ -755,9 +755,10 @@ class _Bisector:
         self.traces += self.graph_fn.experimental_get_tracing_count() - count0
         self.fresh_graph: Any = None
         if self.graph_fn.experimental_get_tracing_count() != count0:
-            # The program's own function keeps this trace: at the end, the Python state is the one it
-            # left, as if the program had traced it itself.
-            self.final_state = self.watch.current()
+            if self.graph_fn is self.target:
+                # The program's own function keeps this trace: at the end, the Python state is the
+                # one it left, as if the program had traced it itself.
+                self.final_state = self.watch.current()
         else:
             # Traced before: what the program runs is that graph. Trace afresh to see the candidates.
             self.fresh = tf.function(self.python_fn)
@@ -1052,18 +1053,18 @@ def _explain(b: _Bisector, c: _Candidate, rows: list[_compare.Row], graph_flat: 
             "variable-creation",
             "a variable created inside the function: compiled, it is created once and keeps its value across "
             "calls; eager, a new one is made at every call"))
-    if found["control-flow"]:
-        evidence += found["control-flow"]
-        candidates.append((
-            "control-flow",
-            "Python control flow on values: the branch is chosen once while tracing (or on the execution "
-            "mode), so compiled and eager run different code"))
     if _rounding_level(rows, graph_flat, eager_flat, np):
         worst = max(r.max_abs_diff for r in rows)
         candidates.append((
             "float-rounding",
             f"numerics at the level of float rounding (max |diff| {worst:.3g}): the compiled graph orders or "
             "fuses float operations differently; not a bug, compare with a looser rtol/atol"))
+    if found["control-flow"]:
+        evidence += found["control-flow"]
+        candidates.append((
+            "control-flow",
+            "Python control flow on values: the branch is chosen once while tracing (or on the execution "
+            "mode), so compiled and eager run different code"))
     if not candidates:
         return Cause("unknown", "no known pattern explains it: its outputs differ between its two modes; run it "
                      "under @eagerctl.debuggable and step through it", evidence)
