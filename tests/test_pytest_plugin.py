@@ -640,6 +640,7 @@ def test_leaked_scopes_are_reported_as_scopes_exited_and_nobody_else_is_blamed(
 
 THREADS = """
 import asyncio
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -681,13 +682,32 @@ def test_worker_keeps_it_until_it_exits_it(probe):
     worker.submit(held[0].__exit__, None, None, None).result()
     assert worker.submit(probe).result() == "graph"
     worker.shutdown()
+
+
+copied = contextvars.copy_context()
+
+
+def test_leaks_in_a_copied_context(probe):
+    def enter():
+        scope = eagerctl.eager_scope()
+        scope.__enter__()  # leak-context
+        held.append(scope)
+
+    copied.run(enter)
+    assert probe() == "graph"
+
+
+def test_copied_context_keeps_it(probe):
+    assert (copied.run(probe), probe()) == ("eager", "graph")
+    copied.run(held[1].__exit__, None, None, None)
+    assert eagerctl.status().scopes == ()
 """
 
 
 def test_leaks_in_other_threads_and_tasks(tfdir: pytest.Pytester) -> None:
     path = tfdir.makepyfile(test_threads=THREADS)
     result = run(tfdir)
-    result.assert_outcomes(passed=5, warnings=3)
+    result.assert_outcomes(passed=7, warnings=4)
     warned = _warnings(result)
     who = "test_threads.py::test_leaks_in"
     dropped = "so it is in force nowhere and eagerctl has dropped it"
@@ -709,7 +729,14 @@ def test_leaks_in_other_threads_and_tasks(tfdir: pytest.Pytester) -> None:
         f"where it was entered, so it stays in force in that thread until code there exits it. "
         f"{SCOPE_FIX}. {WARN_HINT}"
     ) in warned
-    assert "test_worker_keeps_it" not in warned and "test_nothing_left" not in warned
+    assert (
+        f"{who}_a_copied_context left eager_scope(True) active (entered at {path}:"
+        f"{_line_of(path, '# leak-context')} in thread 'MainThread'); a local scope can only be exited "
+        f"where it was entered, so it stays in force in that context until code there exits it. "
+        f"{SCOPE_FIX}. {WARN_HINT}"
+    ) in warned
+    for innocent in ["test_worker_keeps_it", "test_nothing_left", "test_copied_context_keeps_it"]:
+        assert innocent not in warned
 
 
 FIXTURES = """
