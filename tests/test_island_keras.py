@@ -120,14 +120,19 @@ def test_compiled_step_calling_the_model_with_training_true() -> None:
 
 
 class Scaled(keras.layers.Layer):  # type: ignore[misc]
+    """Reads its own float32 weight in `call`: under mixed_float16, autocast makes that read float16."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dense = keras.layers.Dense(2)
         self.dtypes: list[tuple[str, str]] = []
 
+    def build(self, input_shape: Any) -> None:
+        self.scale = self.add_weight(name="scale", shape=(int(input_shape[-1]), 3), initializer="ones")
+
     @eagerctl.debuggable
     def call(self, x: Any) -> Any:
-        y = self.dense(x)
+        y = self.dense(tf.matmul(x, self.scale))
         if tf.executing_eagerly():
             self.dtypes.append((x.dtype.name, y.dtype.name))
         return y
@@ -154,7 +159,7 @@ def test_mixed_float16_policy_and_autocast_reach_the_island() -> None:
     layer, model, losses = fit_mixed(True)
     # The variables are float32; autocast gives the island float16 reads, as in the graph.
     assert layer.dtypes == [("float16", "float16")] * 4
-    assert layer.dense.kernel.dtype == "float32"
+    assert layer.dense.kernel.dtype == layer.scale.dtype == "float32"
     _, ref_model, ref_losses = fit_mixed(False)
     assert max_rel_err([losses, *model.weights], [ref_losses, *ref_model.weights]) < 2e-3
 
