@@ -12,10 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import pytest
 import tensorflow as tf
 from program_checks import (
-    KERAS_3,
     assert_close,
     assert_memory_flat,
     assert_ran_eagerly_every_step,
@@ -81,13 +79,6 @@ def train(program: SimpleNamespace) -> list[float]:
     return losses
 
 
-KERAS_2_ADD_LOSS = pytest.mark.xfail(
-    not KERAS_3, strict=True,
-    reason="issue 9 item 2 (engineer C): Keras 2 add_loss in an island body raises 'Expected a symbolic "
-           "Tensors or a callable for the loss value'")
-
-
-@KERAS_2_ADD_LOSS
 def test_losses_and_weights_match_the_compiled_program() -> None:
     debugged, reference = make_program(True), make_program(False)
     losses, want = train(debugged), train(reference)
@@ -97,7 +88,6 @@ def test_losses_and_weights_match_the_compiled_program() -> None:
     assert True not in reference.record  # the reference body only ran while tracing
 
 
-@KERAS_2_ADD_LOSS
 def test_memory_stays_flat() -> None:
     program = make_program(True)
     x_batch, y_batch = next(iter(program.dataset))
