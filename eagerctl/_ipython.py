@@ -446,7 +446,9 @@ class _Extension:
             owner, attr, value = self.resolve(dotted, "debuggable")
             if _is_proxy(value):
                 value = self.original(owner, attr, value)
-            proxy = debuggable(value, **options)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                proxy = debuggable(value, **options)
             if proxy is value:  # EAGERCTL_DEBUGGABLE=0: debuggable hands back the function itself
                 print(f"eagerctl: {dotted} is unchanged: the environment variable EAGERCTL_DEBUGGABLE=0 "
                       "turns @debuggable off")
@@ -454,7 +456,10 @@ class _Extension:
             self.assign(owner, attr, proxy, remember_original=value)
             print(f"eagerctl: {dotted} is @debuggable: its calls run the Python body eagerly "
                   f"(%undebuggable {dotted} to undo)")
-            self.warn_traced(dotted, value, "debuggable")
+            if not self.warn_traced(dotted, value, "debuggable"):
+                for warning in caught:  # debuggable's own, less specific, warning, when this found nothing
+                    warnings.warn_explicit(warning.message, warning.category, f"%debuggable {dotted}", 1,
+                                           module="eagerctl", registry={})
 
     def undebuggable(self, line: str) -> None:
         """Undo %debuggable (or a @debuggable in the code): `%undebuggable NAME [NAME...]`."""
@@ -542,27 +547,34 @@ class _Extension:
         else:
             setattr(owner, attr, original)
 
-    def warn_traced(self, dotted: str, target: Any, magic: str) -> None:
-        """Warn about tf.functions and Keras models already traced with the old body of `dotted`."""
+    def warn_traced(self, dotted: str, target: Any, magic: str) -> bool:
+        """Warn about tf.functions and Keras models already traced with the old body of `dotted`.
+
+        True when it warned. Searched by name, through the notebook's functions
+        they call (`@debuggable`'s own warning knows only that some graph did).
+        """
         name = dotted.rsplit(".", 1)[-1]
         found = sorted(_traced_users(self.shell.user_ns, name, target))
         if not found:
-            return
+            return False
         functions = [n for n, kind in found if kind == "function"]
         models = [n for n, kind in found if kind == "model"]
         losses = [n for n, kind in found if kind == "loss"]
-        now = "runs eagerly" if magic == "debuggable" else "is compiled again"
+        if magic == "debuggable":
+            now, held = "runs eagerly", f"hold the old body of {name}"
+        else:
+            now, held = "is undecorated", f"may hold {name} as it was while @debuggable (an eager island)"
         parts = []
         if functions:
             listed = ", ".join(functions)
-            parts.append(f"the tf.function(s) {listed} were already traced, and their graphs hold the old "
-                         f"body of {name}: calls of them keep running it. Re-run the cell that defines "
-                         f"{functions[0]} to trace it again")
+            parts.append(f"the tf.function(s) {listed} were already traced, and their graphs {held}: calls "
+                         f"of them keep running it. Re-run the cell that defines {functions[0]} to trace it "
+                         "again")
         if models:
             listed = ", ".join(models)
             parts.append(f"the Keras model(s) {listed} already built train/test/predict functions that "
-                         f"hold the old body of {name}: run {models[0]}.make_train_function(force=True) "
-                         "(or compile the model again) for fit to trace it again")
+                         f"{held}: run {models[0]}.make_train_function(force=True) (or compile the model "
+                         "again) for fit to trace it again")
         if losses:
             listed = ", ".join(losses)
             parts.append(f"the Keras model(s) {listed} were compiled with loss={name} and hold that function "
@@ -571,6 +583,7 @@ class _Extension:
                    + "; ".join(parts) + ".")
         warnings.warn_explicit(message, EagerctlWarning, filename=f"%{magic} {dotted}", lineno=1,
                                module="eagerctl", registry={})
+        return True
 
 
 def _missing(dotted: str, parts: list[str], depth: int, magic: str) -> Any:

@@ -393,6 +393,7 @@ def test_debuggable_magic_on_a_method_and_a_tf_function_with_options(nb: Kernel)
     nb.run("%undebuggable Scaler.scale")
     assert nb.value("float(scaler.scale(tf.constant(1.0))), Scaler.__dict__['scale'] is original") \
         == "2.0 True"
+    assert nb.value("mode()") == "graph"  # traced (the first call) and compiled
     nb.run("%debuggable probe")  # a tf.function of the namespace
     assert nb.value("mode(), probe.experimental_get_tracing_count()") == "eager 1"
     nb.run("%undebuggable probe")
