@@ -50,10 +50,9 @@ def _has_python_blocks(page: Path) -> bool:
 
 
 def _keras_major() -> int:
-    import tensorflow as tf
+    import keras  # Keras 3, or in TF 2.13-2.15 the Keras 2 that tf.keras is
 
-    version = getattr(tf.keras, "version", lambda: tf.keras.__version__)()
-    return int(str(version).split(".")[0])
+    return int(str(keras.__version__).split(".")[0])
 
 
 # -- normalisation ------------------------------------------------------------
@@ -71,6 +70,7 @@ _PY_PATH = re.compile(r"(?:/[\w.+-]+)+/([\w.-]+\.py)")
 def normalise(text: str, *, example_file: Path | None = None, title: str | None = None) -> list[str]:
     if example_file is not None:
         text = text.replace(str(example_file), title or example_file.name)
+        text = text.replace(example_file.name, title or example_file.name)
     lines = []
     for raw in text.splitlines():
         if _TF_LOG.match(raw):

@@ -52,7 +52,7 @@ def test_license_is_apache_2() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("build")
+    pytest.importorskip("build.__main__")  # the `build` frontend (in the `test` extra)
     if not (ROOT / "eagerctl" / "_version.py").is_file():
         pytest.skip("no source tree next to the tests (the suite runs against an installed wheel)")
     src = tmp_path_factory.mktemp("src")
