@@ -245,7 +245,6 @@ class _State:
     """Which scopes are active, and TF's flag as eagerctl's scopes leave it."""
 
     baseline: bool | None  # the flag with no process scope active; None: TF not imported
-    flag: bool | None  # the flag itself
     here: tuple[Activation, ...]  # local scopes in force in this context (the test's), innermost first
     local: frozenset[Activation]  # local scopes active in any thread, task or context
     process: tuple[Activation, ...]  # process scopes, oldest first
@@ -253,60 +252,45 @@ class _State:
     def all(self) -> frozenset[Activation]:
         return self.local | frozenset(self.process)
 
-    @property
-    def overridden(self) -> bool:
-        """A direct write holds the flag against the newest process scope (until the next scope operation)."""
-        return bool(self.process) and self.flag != self.process[-1].value
-
 
 def _tf_loaded() -> bool:
     return _hook.flag_module is not None and _hook.FLAG_MODULE in sys.modules
 
 
-def _live_local() -> list[dict[Any, None]]:
-    """eagerctl's records of the local scopes entered and not yet exited, in every context."""
-    from . import _scope
-
-    return [d for d in (getattr(_local, "LIVE", None), getattr(_scope, "LIVE_LOCAL", None)) if d is not None]
-
-
 def _is_scope(entry: Any) -> bool:
-    """A scope's activation still in force (not TF's own internal frames, not left or reset)."""
-    return (getattr(entry, "scope", None) is not None and entry.value is not None
-            and not getattr(entry, "retired", False))
+    """A scope's activation still in force (not TF's own internal frames, not exited or reset)."""
+    return getattr(entry, "scope", None) is not None and entry.value is not None
 
 
 def _state() -> _State:
-    here: list[Any] = []
+    here: list[Activation] = []
     entry: Any = _local.STACK.get()
     while entry is not None:
-        act = getattr(entry, "activation", entry)
-        if _is_scope(act):
-            here.append(act)
+        if _is_scope(entry):
+            here.append(entry)
         entry = entry.below
-    local = frozenset(a for live in _live_local() for a in live.copy() if _is_scope(a))
+    # `_local.LIVE` itself, not `_local.live()`, which drops the scopes of
+    # finished threads and tasks unseen: the guard reports them first.
+    local = frozenset(a for a in _local.LIVE.copy() if _is_scope(a))
     if not _tf_loaded():
-        return _State(None, None, tuple(here), local, ())
+        return _State(None, tuple(here), local, ())
     from ._registry import REGISTRY
 
+    # The registry notices a write that bypassed it (an assignment to TF's
+    # module global) and adopts it as the baseline before answering.
     baseline, process = REGISTRY.snapshot()
-    flag = _hook.read_flag()
     acts = tuple(a for a in process if _is_scope(a))
-    return _State(flag if not acts else baseline, flag, tuple(here), local, acts)
+    return _State(baseline if acts else _hook.read_flag(), tuple(here), local, acts)
 
 
 def _set_baseline(value: bool) -> None:
-    """Put TF's flag back to `value` as anyone outside eagerctl would, under any process scopes."""
+    """Put TF's flag back to `value` as the test's own write would: the baseline, under any process scopes."""
     import tensorflow as tf
 
+    from ._registry import REGISTRY
+
     tf.config.run_functions_eagerly(value)
-    process = _state().process
-    if process and _hook.read_flag() != process[-1].value:
-        # A direct write lands in the flag itself, over the newest process scope;
-        # one registry round trip adopts it as the baseline and puts the newest
-        # scope's value back.
-        with eager_scope(bool(process[-1].value), process=True):
-            pass
+    REGISTRY.sync()  # where the hook was uninstalled the write reached the flag itself
 
 
 def _thread_alive(ident: int) -> bool:
@@ -437,8 +421,6 @@ def _check(config: pytest.Config, watch: _Watch, restore_flag: bool) -> None:
         leaked = (end.baseline, watch.expected)
         if not restore_flag:
             config.stash[_clean] = watch.expected
-    elif end.overridden and not watch.start.overridden:
-        leaked = (end.flag, bool(end.process[-1].value))
     if leaked is not None:
         watch.problems.append(
             f"{watch.who} set tf.config.run_functions_eagerly({leaked[0]}) and did not restore it "
@@ -457,8 +439,7 @@ def _left_elsewhere(who: str, act: Activation) -> str:
         "its thread has finished" if not _thread_alive(act.thread) else None)
     if gone is not None:
         # Nothing can ever exit it, and it is in force nowhere: stop counting it.
-        for live in _live_local():
-            live.pop(act, None)
+        _local.LIVE.pop(act, None)
         return f"{text}; {gone}, so it is in force nowhere and eagerctl has dropped it. {SCOPE_FIX}"
     where = "that thread" if act.thread != threading.get_ident() else "that context"
     return (f"{text}; a local scope can only be exited where it was entered, so it stays in force "
@@ -534,7 +515,7 @@ def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureReques
     # only its own scopes count, and the flag only if its setup changed it.
     left_set = owned.flag is not None and now.baseline == owned.flag[1]
     expected = owned.flag[0] if left_set and owned.flag else bool(now.baseline)
-    start = _State(None, None, (), now.all() - owned.acts, ())
+    start = _State(None, (), now.all() - owned.acts, ())
     check = _Watch(f"fixture {fixturedef.argname!r} ({fixturedef.scope} scope)", start, expected,
                    since="before it was set up")
     _check(config, check, restore_flag=guard == "error")
