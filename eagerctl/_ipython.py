@@ -238,7 +238,7 @@ class _Extension:
             if line.strip():
                 raise _usage_error(f"%%eager takes no arguments, got {line.strip()!r}; for a mode that lasts "
                                    "across cells use %eager on in a cell of its own")
-            self.run_cell_in(Scope(True, False, "%%eager"), cell)
+            self.run_cell_in(Scope(True, False, "%%eager"), cell, "%%eager")
             return None
         word = line.strip()
         if word in ("", "status"):
@@ -265,7 +265,7 @@ class _Extension:
         if line.strip():
             raise _usage_error(f"%%graph takes no arguments, got {line.strip()!r}; for a mode that lasts "
                                "across cells use %eager graph in a cell of its own")
-        self.run_cell_in(Scope(False, False, "%%graph"), cell)
+        self.run_cell_in(Scope(False, False, "%%graph"), cell, "%%graph")
 
     def set_process_mode(self, value: bool | None) -> None:
         """Replace the extension's process scope: eager (True), graph (False) or none."""
@@ -300,10 +300,10 @@ class _Extension:
                   "or run %eager reset")
 
     # -- %%eager / %%graph -------------------------------------------------------------------------------
-    def run_cell_in(self, scope: Scope, cell: str) -> None:
+    def run_cell_in(self, scope: Scope, cell: str, magic: str) -> None:
         """Run a cell's body under `scope`, as IPython runs a cell (the last expression is displayed)."""
         __tracebackhide__ = True
-        codes = self.compile_cell(cell)  # a syntax error raises before anything is entered
+        codes = self.compile_cell(cell, magic)  # a syntax error raises before anything is entered
         shell = self.shell
         entered = False
         try:
@@ -317,9 +317,10 @@ class _Extension:
                 with _DeferSigint():
                     scope.__exit__(None, None, None)
 
-    def compile_cell(self, cell: str) -> list[types.CodeType]:
+    def compile_cell(self, cell: str, magic: str) -> list[types.CodeType]:
         shell = self.shell
-        transformed = shell.transform_cell(cell)
+        # The magic's line as a comment: line numbers in tracebacks are the cell's own.
+        transformed = f"# {magic}\n" + shell.transform_cell(cell)
         try:
             is_async = shell.should_run_async(cell, transformed_cell=transformed,
                                               preprocessing_exc_tuple=None)
@@ -331,10 +332,12 @@ class _Extension:
                 "`async with eagerctl.eager_scope():` (or graph_scope()) around the awaited code"
             )
         compiler = shell.compile
-        try:
-            filename = compiler.cache(transformed, shell.execution_count, raw_code=cell)
+        running = getattr(shell.displayhook, "exec_result", None)  # the cell this magic runs in
+        number = getattr(running, "execution_count", None) or shell.execution_count
+        try:  # tracebacks then show the body's lines as that cell's ("Cell In[5], line 3")
+            filename = compiler.cache(transformed, number, raw_code=f"{magic}\n{cell}")
         except TypeError:  # IPython 7: no raw_code
-            filename = compiler.cache(transformed, shell.execution_count)
+            filename = compiler.cache(transformed, number)
         tree = compiler.ast_parse(transformed, filename=filename)
         tree = shell.transform_ast(tree)
         body = list(tree.body)
