@@ -361,7 +361,7 @@ class _Extension:
         error = getattr(result, "error_in_exec", None)
         if isinstance(error, KeyboardInterrupt) and before is not None:
             self.undo_interrupted(*before)
-        elif isinstance(error, EagerctlError) and "cannot exit" in str(error):
+        elif isinstance(error, EagerctlError) and "cannot exit in " in str(error):  # another context
             print("eagerctl: in a notebook, a scope entered by hand (s.__enter__()) stays active across "
                   "cells; %eager reset drops every scope and puts TensorFlow's flag back to its baseline. "
                   "For a mode that lasts across cells use %eager on / %eager off; for part of one cell, "
