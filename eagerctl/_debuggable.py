@@ -560,6 +560,27 @@ class _BoundDebuggable(_BoundBase):
 
         return proxy_type(self._self_parent, self._self_instance, self._self_owner)
 
+    # Copied or pickled as a bound method is: the method looked up again on (a copy of) the
+    # object it is bound to, which gives a proxy bound to it with the same options.
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return getattr, (self._self_binder(), self.__name__)
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+    def __copy__(self) -> Any:
+        return getattr(self._self_binder(), self.__name__)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        import copy
+
+        return getattr(copy.deepcopy(self._self_binder(), memo), self.__name__)
+
+    def _self_binder(self) -> Any:
+        """The object this method is bound to: the instance, else the class (class and static methods)."""
+        instance = self._self_instance
+        return instance if instance is not None else self._self_owner
+
 
 class _Debuggable(_UnboundBase):
     __bound_function_wrapper__ = _BoundDebuggable

@@ -98,3 +98,37 @@ def test_a_copy_of_a_keras_model_method_proxy_keeps_binding() -> None:
     RUNS.clear()
     assert float(Scaler().apply_copy(tf.constant(2.0))) == 6.0  # type: ignore[attr-defined]
     assert RUNS == [True]
+
+
+class Trainer(tf.Module):
+    """Module level, so that pickle finds the class."""
+
+    def __init__(self, factor: float = 3.0) -> None:
+        super().__init__()
+        self.factor = tf.Variable(factor)
+
+    @eagerctl.debuggable(check_numerics=True)
+    @tf.function
+    def step(self, x: Any) -> Any:
+        RUNS.append(tf.executing_eagerly())
+        return x * self.factor
+
+    @eagerctl.debuggable(log_calls=True)
+    @classmethod
+    def describe(cls) -> str:
+        return cls.__name__
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_a_bound_method_proxy_copies_as_a_bound_method(how: str) -> None:
+    trainer = Trainer(2.0)
+    duplicate = {"copy": copy.copy, "deepcopy": copy.deepcopy,
+                 "pickle": lambda p: pickle.loads(pickle.dumps(p))}[how](trainer.step)
+    assert options(duplicate) == {**OPTIONS, "recursive": True}
+    RUNS.clear()
+    trainer.factor.assign(5.0)  # a shallow copy is bound to this trainer; deep copies have their own
+    assert float(duplicate(tf.constant(1.0))) == (5.0 if how == "copy" else 2.0)
+    assert RUNS == [True]
+    described = {"copy": copy.copy, "deepcopy": copy.deepcopy,
+                 "pickle": lambda p: pickle.loads(pickle.dumps(p))}[how](Trainer.describe)
+    assert described() == "Trainer"
