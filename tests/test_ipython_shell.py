@@ -158,3 +158,16 @@ def test_debuggable_magic_under_eagerctl_debuggable_0_leaves_the_function_as_it_
     assert capsys.readouterr().out == ("eagerctl: loss is unchanged: the environment variable "
                                        "EAGERCTL_DEBUGGABLE=0 turns @debuggable off\n")
     assert run(shell, "loss is original") is True
+
+
+def test_loading_the_extension_and_running_cells_does_not_import_tensorflow() -> None:
+    code = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+for cell in ("%load_ext eagerctl", "x = 1", "%eager", "%undebuggable x"):
+    shell.run_cell(cell)
+print("tensorflow" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1] == "False"  # the cell hooks and %eager alone need no TensorFlow
