@@ -25,8 +25,8 @@ from typing import Any, TextIO
 from ._errors import EagerctlError, EagerctlWarning
 
 PROG = "eagerctl"
-RUN_USAGE = ("eagerctl run [--eager | --graph] [--process] [--debug MODULE:QUALNAME]... [--bisect MODULE:QUALNAME] "
-             "[--data-debug] "
+RUN_USAGE = ("eagerctl run [--eager | --graph] [--process] [--debug MODULE:QUALNAME]... "
+             "[--bisect MODULE:QUALNAME] [--data-debug] "
              "(SCRIPT | -m MODULE) [ARGS...]")
 
 
@@ -74,8 +74,9 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="make this function or method (pkg.mod:Class.method) @eagerctl.debuggable when "
                              "its module is imported; repeatable")
     parser.add_argument("--bisect", action="append", default=[], metavar="MODULE:QUALNAME",
-                        help="bisect the first call of this function (eagerctl.bisect: which nested function, layer "
-                             "or tf.function makes graph and eager differ), print the report, let the program go on")
+                        help="bisect the first call of this function (eagerctl.bisect: which nested "
+                             "function, layer or tf.function makes graph and eager differ), print the "
+                             "report, let the program go on")
     parser.add_argument("--data-debug", action="store_true",
                         help="turn on tf.data debug mode before the program starts, so tf.data map/filter "
                              "functions run eagerly too (they ignore everything else)")
@@ -175,7 +176,8 @@ def _run_command(args: list[str]) -> int:
             raise _UsageError("give the program to run: a SCRIPT path or -m MODULE")
         if ns.process and not (ns.eager or ns.graph):
             raise _UsageError("--process applies --eager or --graph to the whole process; give one of them")
-        specs = [_DebugSpec.parse(text) for text in ns.debug] + [_BisectSpec.parse(text) for text in ns.bisect]
+        specs = [_DebugSpec.parse(text) for text in ns.debug]
+        specs += [_BisectSpec.parse(text) for text in ns.bisect]
     except _UsageError as exc:
         print(f"usage: {RUN_USAGE}", file=sys.stderr)
         print(f"eagerctl run: error: {exc}", file=sys.stderr)
@@ -200,6 +202,7 @@ class _DebugSpec:
         self.qualname = qualname
         self.top = qualname.split(".", maxsplit=1)[0]
         self.definitions: list[str] = []  # where each wrapped definition was made (file:line)
+        self.proxies: list[Any] = []  # the @debuggable proxies counted in `definitions`
         self.failed = False
         self.live = True  # False once the run is over: a late import must not fire it
 
@@ -227,8 +230,8 @@ class _DebugSpec:
 
     def check_module(self) -> None:
         if not _module_exists(self.module):
-            raise _UsageError(f"{self.option} {self.text}: no module named {self.module!r} (searched sys.path, "
-                              "which starts with the program's directory)")
+            raise _UsageError(f"{self.option} {self.text}: no module named {self.module!r} (searched "
+                              "sys.path, which starts with the program's directory)")
 
     def apply(self, module: ModuleType | _Globals) -> None:
         """Post-import hook body: wrap the target in @debuggable; SystemExit(2) if it cannot."""
@@ -282,7 +285,10 @@ class _DebugSpec:
         """`target` made @debuggable (recorded, with a warning if that comes after tracing)."""
         from ._debuggable import _Debuggable, debuggable, traced_message
 
-        if isinstance(target, _Debuggable):  # wrapped already (or decorated by the program itself)
+        if isinstance(target, _Debuggable):
+            if not any(proxy is target for proxy in self.proxies):  # decorated by the program itself
+                self.proxies.append(target)
+                self.definitions.append(f"{_definition_site(target.__wrapped__)} (already @debuggable)")
             return target
         if not (callable(target) or isinstance(target, (classmethod, staticmethod))):
             raise _UsageError(f"{self.option} {self.text}: {where} is not callable (it is a "
@@ -297,6 +303,7 @@ class _DebugSpec:
         except TypeError as exc:
             raise _UsageError(f"{self.option} {self.text}: {exc}") from None
         self.definitions.append(_definition_site(target))
+        self.proxies.append(wrapped)
         return wrapped
 
 
@@ -406,23 +413,24 @@ class _Runner:
 
     def _report_unapplied(self, status: int) -> int:
         for spec in self.specs:
+            option = f"{spec.option} {spec.text}"
             if spec.applied:
                 n = len(spec.definitions)
-                print(f"eagerctl run: {spec.option} {spec.text} wrapped {n} definition{'s' if n != 1 else ''}: "
+                print(f"eagerctl run: {option} wrapped {n} definition{'s' if n != 1 else ''}: "
                       f"{', '.join(spec.definitions)}", file=sys.stderr)
             if spec.applied or spec.failed:
                 continue
             if spec.in_main and status == 0:
                 # The program ran to its end without ever binding the name at module level.
                 name = spec.qualname.split(".")[0]
-                print(f"eagerctl run: error: {spec.option} {spec.text}: the program never defined {name!r} at "
+                print(f"eagerctl run: error: {option}: the program never defined {name!r} at "
                       "module level", file=sys.stderr)
                 status = 2
             elif spec.in_main:
-                print(f"eagerctl run: warning: {spec.option} {spec.text} was never applied: the program stopped "
+                print(f"eagerctl run: warning: {option} was never applied: the program stopped "
                       "before defining it", file=sys.stderr)
             else:
-                print(f"eagerctl run: warning: {spec.option} {spec.text} was never applied: the program did not "
+                print(f"eagerctl run: warning: {option} was never applied: the program did not "
                       f"import {spec.module}{self._main_hint(spec)}", file=sys.stderr)
         return status
 

@@ -575,3 +575,24 @@ def test_debug_patching_a_traced_tf_function_warns_with_the_remedy(
         "@eagerctl.debuggable where step is defined")
     site = f"{tmp_path / helper}.py:7"
     assert err.endswith(f"eagerctl run: --debug {helper}:step wrapped 1 definition: {site}\n")
+
+
+def test_debug_on_a_function_the_program_decorated_itself_is_reported_as_such(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(tmp_path / "decorated.py", """\
+        import tensorflow as tf
+        import eagerctl
+
+        @eagerctl.debuggable
+        @tf.function
+        def step(x):
+            print("eager:", tf.executing_eagerly())
+            return x
+
+        step(tf.constant(1))
+        """)
+    assert main(["run", "--debug", "__main__:step", str(script)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "eager: True\n"
+    assert captured.err == (f"eagerctl run: --debug __main__:step wrapped 1 definition: {script}:4 "
+                            "(already @debuggable)\n")
