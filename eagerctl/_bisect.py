@@ -177,7 +177,8 @@ class Bisection:
         self.seconds = seconds
 
     def __repr__(self) -> str:
-        return (f"<Bisection {self.name}: match={self.match}, culprits={[c.qualname for c in self.culprits]!r}, "
+        culprits = [c.qualname for c in self.culprits]
+        return (f"<Bisection {self.name}: match={self.match}, culprits={culprits!r}, "
                 f"runs={self.runs}, seconds={self.seconds:.3g}>")
 
     def __str__(self) -> str:
@@ -189,11 +190,12 @@ class Bisection:
             lines.append(f"    cause: {c.cause.summary}")
             lines.extend(f"      - {e}" for e in c.cause.evidence)
             if c.outputs:
-                lines.append(f"    its outputs that differ, same inputs in both modes: {', '.join(c.outputs)} "
+                outputs = ", ".join(c.outputs)
+                lines.append(f"    its outputs that differ, same inputs in both modes: {outputs} "
                              f"(max |graph - eager| {_compare._fmt_diff(c.max_abs_diff)})")
             elif c.max_abs_diff == 0 and c.together:
-                lines.append("    alone, its two modes give the same outputs: it changes the result only together "
-                             "with the other culprit(s) above")
+                lines.append("    alone, its two modes give the same outputs: it changes the result only "
+                             "together with the other culprit(s) above")
             elif c.max_abs_diff == 0:
                 lines.append("    its outputs agree when it runs alone with the same inputs: "
                              "the difference builds up across it and its callers")
@@ -201,8 +203,8 @@ class Bisection:
             shown = ", ".join(self.mismatches[:6]) + (" ..." if len(self.mismatches) > 6 else "")
             lines.append(f"  {self.name} differs in: {shown} (max |graph - eager| "
                          f"{_compare._fmt_diff(self.max_abs_diff)})")
-        lines.append(f"  how: {_plural(self.runs, 'run')} and {_plural(self.traces, 'trace')} of {self.name} in "
-                     f"{_compare._fmt_seconds(self.seconds)}; {len(self.candidates)} candidate"
+        lines.append(f"  how: {_plural(self.runs, 'run')} and {_plural(self.traces, 'trace')} of {self.name} "
+                     f"in {_compare._fmt_seconds(self.seconds)}; {len(self.candidates)} candidate"
                      f"{'s' if len(self.candidates) != 1 else ''} examined")
         lines.extend(f"    {step}" for step in self.steps)
         return "\n".join(lines)
@@ -214,11 +216,13 @@ class Bisection:
             evidence = "".join(f"<li>{esc(e)}</li>" for e in c.cause.evidence)
             rows.append(
                 f"<tr><td>{i}</td><td><code>{esc(c.qualname)}</code><br><small>{esc(c.kind)} "
-                f"{esc(c.name if c.name != c.qualname else '')}</small></td><td><code>{esc(c.where)}</code></td>"
-                f"<td>{esc(c.cause.summary)}<ul>{evidence}</ul></td>"
-                f"<td>{esc(', '.join(c.outputs))}</td><td>{esc(_compare._fmt_diff(c.max_abs_diff))}</td></tr>")
-        table = ("<table><tr><th>#</th><th>culprit</th><th>where</th><th>likely cause</th>"
-                 "<th>differing outputs</th><th>max |diff|</th></tr>" + "".join(rows) + "</table>") if rows else ""
+                f"{esc(c.name if c.name != c.qualname else '')}</small></td>"
+                f"<td><code>{esc(c.where)}</code></td><td>{esc(c.cause.summary)}<ul>{evidence}</ul></td>"
+                f"<td>{esc(', '.join(c.outputs))}</td>"
+                f"<td>{esc(_compare._fmt_diff(c.max_abs_diff))}</td></tr>")
+        header = ("<tr><th>#</th><th>culprit</th><th>where</th><th>likely cause</th>"
+                  "<th>differing outputs</th><th>max |diff|</th></tr>")
+        table = f"<table>{header}{''.join(rows)}</table>" if rows else ""
         steps = "".join(f"<li>{esc(s)}</li>" for s in self.steps)
         return (f"<div><p><b>bisect({esc(self.name)})</b>: {esc(self.verdict)}</p>{table}"
                 f"<p><small>{self.runs} runs, {self.traces} traces, {len(self.candidates)} candidates, "
@@ -235,7 +239,7 @@ def _plural(n: int, word: str) -> str:
 class _Candidate:
     """One user-level callable seen while `fn` was traced."""
 
-    def __init__(self, key: Any, kind: str, qualname: str, where: str, name: str, code: Any,
+    def __init__(self, key: Any, kind: str, *, qualname: str, where: str, name: str, code: Any,
                  obj: Any = None) -> None:
         self.key = key
         self.kind = kind
@@ -420,9 +424,8 @@ class _Watch:
         return [_copy(self._get(owner, name)) for owner, name in items]
 
     def restore(self, to: tuple[dict[tuple[int, str], Any], Any, Any] | None = None) -> None:
-        for key, (owner, name, value) in self.saved.items():
-            if to is not None:
-                value = to[0].get(key, value)
+        for key, (owner, name, first) in self.saved.items():
+            value = first if to is None else to[0].get(key, first)
             if value is _MISSING:
                 continue
             current = self._get(owner, name)
@@ -498,14 +501,15 @@ class _Hooks:
         self.converted_call = original
 
         @_not_converted
-        def converted_call(f: Any, args: Any, kwargs: Any, caller_fn_scope: Any = None, options: Any = None) -> Any:
+        def converted_call(f: Any, args: Any, kwargs: Any, caller_fn_scope: Any = None,
+                           options: Any = None) -> Any:
             session = _session()
             if session is not None:
                 candidate = session.bisector.classify(f)
                 if candidate is not None:
                     return session.bisector.on_call(
-                        session, candidate, f, tuple(args), dict(kwargs or {}), options,
-                        lambda: original(f, args, kwargs, caller_fn_scope, options))
+                        session, candidate, f, args=tuple(args), kwargs=dict(kwargs or {}), options=options,
+                        run=lambda: original(f, args, kwargs, caller_fn_scope, options))
             return original(f, args, kwargs, caller_fn_scope, options)
 
         self._patch(api, "converted_call", converted_call)
@@ -536,7 +540,8 @@ class _Hooks:
             self._patch(layer_class, "__call__", __call__)
 
     def _patch(self, owner: Any, name: str, value: Any) -> None:
-        self.patches.append((owner, name, owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)))
+        saved = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        self.patches.append((owner, name, saved))
         setattr(owner, name, value)
 
     def uninstall(self) -> None:
@@ -579,7 +584,7 @@ class _Outcome:
 
 
 class _Bisector:
-    def __init__(self, target: Any, python_fn: Any, graph_fn: Any, name: str, args: tuple[Any, ...],
+    def __init__(self, target: Any, *, python_fn: Any, graph_fn: Any, name: str, args: tuple[Any, ...],
                  kwargs: dict[str, Any], rtol: float, atol: float) -> None:
         import numpy as np
         import tensorflow as tf
@@ -595,7 +600,8 @@ class _Bisector:
         self.runs = 0
         self.traces = 0
         self.steps: list[str] = []
-        self.root = _Candidate(("root",), "root", name, _where(_code_of(python_fn)), name, _code_of(python_fn))
+        code = _code_of(python_fn)
+        self.root = _Candidate(("root",), "root", qualname=name, where=_where(code), name=name, code=code)
         self.candidates: dict[Any, _Candidate] = {}
         self.excluded = {c for c in (_code_of(python_fn), _code_of(target)) if c is not None}
         self.watch = _Watch()
@@ -605,6 +611,7 @@ class _Bisector:
         self.trials: dict[frozenset[Any], tuple[bool, list[_compare.Row]]] = {}
         self.created: list[tuple[Any, _Candidate]] = []
         self.error_owner: _Candidate | None = None
+        self.base: _Outcome | None = None  # the fresh compiled run every trial is compared with
         self.final_state: tuple[dict[tuple[int, str], Any], Any, Any] | None = None
 
     # -- what the hooks call ------------------------------------------------------
@@ -623,7 +630,8 @@ class _Bisector:
             kind = "tf.function" if tf_function else "function"
             qualname = code.co_qualname if hasattr(code, "co_qualname") else getattr(
                 inspect.unwrap(getattr(f, "__func__", f)), "__qualname__", code.co_name)
-            candidate = _Candidate(code, kind, qualname, _where(code), qualname, code)
+            candidate = _Candidate(code, kind, qualname=qualname, where=_where(code), name=qualname,
+                                   code=code)
             self.candidates[code] = candidate
         return candidate
 
@@ -634,12 +642,13 @@ class _Bisector:
             call = getattr(type(layer), "call", None)
             code = _code_of(call) if call is not None else None
             kind = "model" if _is_model(layer) else "layer"
-            candidate = _Candidate(key, kind, f"{type(layer).__name__}.call", _where(code),
-                                   str(getattr(layer, "name", type(layer).__name__)), code, layer)
+            candidate = _Candidate(key, kind, qualname=f"{type(layer).__name__}.call", where=_where(code),
+                                   name=str(getattr(layer, "name", type(layer).__name__)), code=code,
+                                   obj=layer)
             self.candidates[key] = candidate
         return candidate
 
-    def on_call(self, session: _Session, candidate: _Candidate, f: Any, args: tuple[Any, ...],
+    def on_call(self, session: _Session, candidate: _Candidate, f: Any, *, args: tuple[Any, ...],
                 kwargs: dict[str, Any], options: Any, run: Callable[[], Any]) -> Any:
         if session.mode == "discover":
             if candidate.callable is None:
@@ -647,10 +656,11 @@ class _Bisector:
             items = self.watch.items_of_function(f)
             return self._observe(session, candidate, items, run)
         if candidate.key in session.subset:
-            return self._island(session, candidate, f, args, kwargs, options)
+            return self._island(session, candidate, f, args=args, kwargs=kwargs, options=options)
         return run()
 
-    def on_layer_call(self, session: _Session, candidate: _Candidate, layer: Any, run: Callable[[], Any]) -> Any:
+    def on_layer_call(self, session: _Session, candidate: _Candidate, layer: Any,
+                      run: Callable[[], Any]) -> Any:
         if session.mode == "discover":
             if candidate.callable is None:
                 candidate.callable = layer.call
@@ -663,7 +673,7 @@ class _Bisector:
 
         @_not_converted
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._island(session, candidate, body, args, kwargs, None)
+            return self._island(session, candidate, body, args=args, kwargs=kwargs, options=None)
 
         object.__setattr__(layer, "call", call)
         try:
@@ -701,7 +711,7 @@ class _Bisector:
                     if change not in candidate.state_changes:
                         candidate.state_changes.append(change)
 
-    def _island(self, session: _Session, candidate: _Candidate, f: Any, args: tuple[Any, ...],
+    def _island(self, session: _Session, candidate: _Candidate, f: Any, *, args: tuple[Any, ...],
                 kwargs: dict[str, Any], options: Any) -> Any:
         from ._debuggable import debuggable
 
@@ -819,6 +829,7 @@ class _Bisector:
         with self._session("trial", subset):
             outcome = self.run(fresh, graph_scope())
         self.traces += 1
+        assert self.base is not None
         rows = [r for r in self.diff(self.base, outcome) if not r.match]
         result = (bool(rows), rows)
         self.trials[subset] = result
@@ -907,7 +918,7 @@ class _Bisector:
 class _NoGraph:
     """Stands in for a concrete function whose trace failed: no graph variables."""
 
-    class graph:  # noqa: N801
+    class graph:
         variables = ()
 
 
@@ -927,7 +938,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _source_tree(code: Any) -> tuple[ast.AST, int] | None:
     try:
-        lines, start = inspect.findsource(code)
+        lines, _ = inspect.findsource(code)
     except (OSError, TypeError):
         return None
     first = code.co_firstlineno - 1
@@ -961,7 +972,8 @@ def _source_findings(code: Any, watched_names: set[str]) -> dict[str, list[str]]
         if isinstance(node, ast.Call):
             name = _dotted(node.func)
             if name.startswith(("random.", "np.random.", "numpy.random.")):
-                found["python-random"].append(f"{name}() at {filename}:{line} draws a Python-side random number")
+                found["python-random"].append(
+                    f"{name}() at {filename}:{line} draws a Python-side random number")
             elif name.startswith(("tf.random.", "tensorflow.random.")) and not name.startswith(
                     ("tf.random.stateless", "tf.random.Generator", "tf.random.set_seed")) and not any(
                     k.arg == "seed" for k in node.keywords):
@@ -983,7 +995,8 @@ def _source_findings(code: Any, watched_names: set[str]) -> dict[str, list[str]]
     return found
 
 
-def _nonfinite_note(graph_flat: dict[str, Any] | None, eager_flat: dict[str, Any] | None, np: Any) -> str | None:
+def _nonfinite_note(graph_flat: dict[str, Any] | None, eager_flat: dict[str, Any] | None,
+                    np: Any) -> str | None:
     if not graph_flat or not eager_flat:
         return None
     for path, g in graph_flat.items():
@@ -1015,7 +1028,7 @@ def _rounding_level(rows: list[_compare.Row], a: dict[str, Any] | None, b: dict[
     return True
 
 
-def _explain(b: _Bisector, c: _Candidate, rows: list[_compare.Row], graph_flat: Any, eager_flat: Any,
+def _explain(b: _Bisector, c: _Candidate, rows: list[_compare.Row], *, graph_flat: Any, eager_flat: Any,
              extra: Sequence[str] = ()) -> Cause:
     """The likely cause for culprit `c`, most specific first, with every finding as evidence."""
     np = b.np
@@ -1066,8 +1079,8 @@ def _explain(b: _Bisector, c: _Candidate, rows: list[_compare.Row], graph_flat: 
             "Python control flow on values: the branch is chosen once while tracing (or on the execution "
             "mode), so compiled and eager run different code"))
     if not candidates:
-        return Cause("unknown", "no known pattern explains it: its outputs differ between its two modes; run it "
-                     "under @eagerctl.debuggable and step through it", evidence)
+        return Cause("unknown", "no known pattern explains it: its outputs differ between its two modes; "
+                     "run it under @eagerctl.debuggable and step through it", evidence)
     kind, summary = candidates[0]
     return Cause(kind, summary, evidence)
 
@@ -1191,7 +1204,8 @@ def bisect(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: floa
     is_tf_function = hasattr(target, "python_function") and hasattr(target, "get_concrete_function")
     python_fn = target.python_function if is_tf_function else target
     graph_fn = target if is_tf_function else tf.function(target)
-    b = _Bisector(target, python_fn, graph_fn, name, args, dict(kwargs), float(rtol), float(atol))
+    b = _Bisector(target, python_fn=python_fn, graph_fn=graph_fn, name=name, args=args, kwargs=dict(kwargs),
+                  rtol=float(rtol), atol=float(atol))
     b.hooks.install()
     try:
         return _search(b, started)
@@ -1202,8 +1216,7 @@ def bisect(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: floa
         b.watch.restore(b.final_state)
 
 
-def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0912, PLR0915
-    tf, np = b.tf, b.np
+def _search(b: _Bisector, started: float) -> Bisection:
     b.setup()
     if b.compile_error is not None:
         return _compile_error(b, started)
@@ -1211,7 +1224,8 @@ def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0912, PLR091
     counts: dict[str, int] = {}
     for c in candidates:
         counts[c.kind] = counts.get(c.kind, 0) + 1
-    kinds = ", ".join(f"{n} {k}{'s' if n != 1 and k != 'tf.function' else ''}" for k, n in sorted(counts.items()))
+    kinds = ", ".join(f"{n} {k}{'s' if n != 1 and k != 'tf.function' else ''}"
+                      for k, n in sorted(counts.items()))
     b.steps.append(f"traced {b.name} once to find the candidates: {len(candidates)} "
                    f"({kinds or 'none'}), {len(b.root.children)} called directly by {b.name}")
 
@@ -1233,7 +1247,8 @@ def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0912, PLR091
     b.steps.append(f"ran {b.name} compiled and eagerly from the same state: "
                    + ("they agree" if not mismatch_rows else f"{len(mismatch_rows)} value(s) differ"))
     if not mismatch_rows:
-        return result(True, [], f"graph and eager AGREE (rtol={b.rtol:g}, atol={b.atol:g}); nothing to bisect")
+        return result(True, [],
+                      f"graph and eager AGREE (rtol={b.rtol:g}, atol={b.atol:g}); nothing to bisect")
 
     culprits: list[Culprit] = []
     if b.fresh_graph is not None:
@@ -1250,9 +1265,9 @@ def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0912, PLR091
     fe_rows = [r for r in b.diff(fresh, eager) if not r.match]
     if not fe_rows:
         if not culprits:
-            culprits.append(_itself(b, mismatch_rows, graph, eager, Cause(
-                "frozen-value", f"a Python value frozen when {b.name} was traced earlier: a fresh trace agrees "
-                "with eager, the graph traced before does not", ())))
+            culprits.append(_itself(b, mismatch_rows, graph, eager, cause=Cause(
+                "frozen-value", f"a Python value frozen when {b.name} was traced earlier: a fresh trace "
+                "agrees with eager, the graph traced before does not", ())))
         return result(False, culprits, _verdict(b, culprits))
 
     random_owners = [c for c in [b.root, *candidates] if any(op.type in _STATEFUL_RANDOM_OPS for op in c.ops)]
@@ -1260,14 +1275,16 @@ def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0912, PLR091
         again = b.run(b.fresh if b.fresh_graph is not None else b.graph_fn, graph_scope())
         unstable = [r for r in b.diff(fresh, again) if not r.match]
         if unstable:
-            b.steps.append(f"two compiled runs from the same state differ ({', '.join(r.path for r in unstable[:3])}"
-                           f"): stateful random ops built by {', '.join(c.qualname for c in random_owners)}")
+            paths = ", ".join(r.path for r in unstable[:3])
+            owners = ", ".join(c.qualname for c in random_owners)
+            b.steps.append(f"two compiled runs from the same state differ ({paths}): stateful random ops "
+                           f"built by {owners}")
             islands = frozenset(c.key for c in random_owners if c is not b.root)
             if islands:
                 b.trial(islands)  # their inputs, for the evidence
             for c in random_owners:
                 if c is b.root:
-                    culprits.append(_itself(b, mismatch_rows, graph, eager, None, c))
+                    culprits.append(_itself(b, mismatch_rows, graph, eager, cause=None, node=c))
                 else:
                     culprits.append(_culprit(b, c, False, ["two compiled runs of "
                                                            f"{b.name} from the same state differ"]))
@@ -1286,12 +1303,13 @@ def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0912, PLR091
             for inner, inner_together in b.narrow(c, frozenset()):
                 found.append((inner, together or inner_together))
     if not found:
-        b.steps.append(f"making the {_plural(len(top), 'candidate')} called by {b.name} eager islands does not "
-                       f"reproduce the difference: it is in {b.name}'s own body")
-        culprits.append(_itself(b, mismatch_rows, graph, eager, None))
+        b.steps.append(f"making the {_plural(len(top), 'candidate')} called by {b.name} eager islands does "
+                       f"not reproduce the difference: it is in {b.name}'s own body")
+        culprits.append(_itself(b, mismatch_rows, graph, eager, cause=None))
         return result(False, culprits, _verdict(b, culprits))
     b.steps.append(f"eager islands over subsets of the candidates (halving, nested ones narrowed to the "
-                   f"innermost): {_plural(b.runs - before, 'trial run')} over {_plural(len(b.trials), 'subset')}")
+                   f"innermost): {_plural(b.runs - before, 'trial run')} over "
+                   f"{_plural(len(b.trials), 'subset')}")
     seen: set[Any] = set()
     for c, together in found:
         if c.key in seen:
@@ -1304,7 +1322,8 @@ def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0912, PLR091
 
 
 def _compile_error(b: _Bisector, started: float) -> Bisection:
-    """Tracing `fn` fails: if the eager run works, that is the difference, and the failing candidate the culprit."""
+    """Tracing `fn` fails: if the eager run works, that is the difference, and the failing candidate is to
+    blame."""
     error = b.compile_error
     assert error is not None
     b.watch.restore()
@@ -1326,15 +1345,16 @@ def _compile_error(b: _Bisector, started: float) -> Bisection:
     else:
         cause = Cause("graph-only-error", f"it fails only compiled ({last})", evidence)
     kind = owner.kind if owner is not b.root else "fn itself"
-    culprit = Culprit(qualname=owner.qualname if owner is not b.root else b.name, where=owner.where, kind=kind,
-                      name=owner.name, path=owner.path or [b.name], outputs=[], max_abs_diff=math.inf, cause=cause)
+    culprit = Culprit(qualname=owner.qualname if owner is not b.root else b.name, where=owner.where,
+                      kind=kind, name=owner.name, path=owner.path or [b.name], outputs=[],
+                      max_abs_diff=math.inf, cause=cause)
     b.steps.append(f"tracing {b.name} raised {type(error).__name__} inside {culprit.qualname}; the eager run "
                    "does not")
     names = [f"{c.qualname} ({c.kind})" for c in b.candidates.values()]
     return Bisection(name=b.name, match=False, culprits=[culprit],
                      verdict=f"{b.name} FAILS compiled and runs eagerly, because of {culprit.qualname}",
-                     mismatches=["output"], max_abs_diff=math.inf, runs=b.runs, traces=b.traces, candidates=names,
-                     steps=b.steps, seconds=time.perf_counter() - started)
+                     mismatches=["output"], max_abs_diff=math.inf, runs=b.runs, traces=b.traces,
+                     candidates=names, steps=b.steps, seconds=time.perf_counter() - started)
 
 
 def _culprit(b: _Bisector, c: _Candidate, together: bool, extra: Sequence[str] = ()) -> Culprit:
@@ -1342,26 +1362,28 @@ def _culprit(b: _Bisector, c: _Candidate, together: bool, extra: Sequence[str] =
         b.trial(frozenset({c.key}))
     rows, graph_flat, eager_flat = b.evidence(c)
     differing = [r for r in rows if not r.match]
-    cause = _explain(b, c, differing, graph_flat, eager_flat, extra)
+    cause = _explain(b, c, differing, graph_flat=graph_flat, eager_flat=eager_flat, extra=extra)
     return Culprit(qualname=c.qualname, where=c.where, kind=c.kind, name=c.name, path=c.path,
                    outputs=[r.path for r in differing],
                    max_abs_diff=max((r.max_abs_diff for r in differing), default=0.0) if rows else math.nan,
                    cause=cause, together=together)
 
 
-def _itself(b: _Bisector, rows: list[_compare.Row], graph: _Outcome, eager: _Outcome, cause: Cause | None,
+def _itself(b: _Bisector, rows: list[_compare.Row], graph: _Outcome, eager: _Outcome, *, cause: Cause | None,
             node: _Candidate | None = None) -> Culprit:
     node = node or b.root
     if cause is None:
-        cause = _explain(b, node, rows, graph.outputs, eager.outputs)
+        cause = _explain(b, node, rows, graph_flat=graph.outputs, eager_flat=eager.outputs)
     return Culprit(qualname=b.name, where=node.where, kind="fn itself", name=b.name, path=[b.name],
-                   outputs=[r.path for r in rows], max_abs_diff=max((r.max_abs_diff for r in rows), default=0.0),
+                   outputs=[r.path for r in rows],
+                   max_abs_diff=max((r.max_abs_diff for r in rows), default=0.0),
                    cause=cause)
 
 
 def _frozen_culprits(b: _Bisector, stale_rows: list[_compare.Row]) -> list[Culprit]:
     """Which candidates built the constants (or variables) that differ from the graph traced earlier."""
     tf, np = b.tf, b.np
+    assert b.fresh_graph is not None
     owners: dict[int, tuple[_Candidate, list[str]]] = {}
     op_owner = {id(op): c for c in [b.root, *b.candidates.values()] for op in c.ops}
     for op, old, new in _const_diffs(tf, np, b.reference.graph, b.fresh_graph.graph):
@@ -1372,7 +1394,8 @@ def _frozen_culprits(b: _Bisector, stale_rows: list[_compare.Row]) -> list[Culpr
     for var, c in b.created:
         if c.kind in ("function", "tf.function") or c is b.root:
             entry = owners.setdefault(id(c), (c, []))
-            entry[1].append(f"tf.Variable {_compare._variable_name(var)!r} is created again by every new trace")
+            entry[1].append(
+                f"tf.Variable {_compare._variable_name(var)!r} is created again by every new trace")
     culprits = []
     max_diff = max((r.max_abs_diff for r in stale_rows), default=0.0)
     for c, evidence in owners.values():
@@ -1380,8 +1403,9 @@ def _frozen_culprits(b: _Bisector, stale_rows: list[_compare.Row]) -> list[Culpr
         names = sorted({name for _, name in c.watched})
         if created:
             cause = Cause("variable-creation",
-                          "a variable created inside the function: compiled, it was created once and keeps its "
-                          "value across calls; eager (and a fresh trace) make a new one at every call", evidence)
+                          "a variable created inside the function: compiled, it was created once and keeps "
+                          "its value across calls; eager (and a fresh trace) make a new one at every call",
+                          evidence)
         else:
             cause = Cause("frozen-value",
                           "a Python value frozen at trace time: it has changed since the graph was traced, "
@@ -1404,9 +1428,7 @@ def _verdict(b: _Bisector, culprits: list[Culprit]) -> str:
     if together:
         return ("graph and eager DIFFER only when " + " and ".join(c.qualname for c in together)
                 + " run eagerly together: no one of them alone explains it")
-    names = ", ".join(c.qualname for c in culprits)
-    return f"graph and eager DIFFER because of {names}" if len(culprits) > 1 else (
-        f"graph and eager DIFFER because of {names}")
+    return f"graph and eager DIFFER because of {', '.join(c.qualname for c in culprits)}"
 
 
 __all__ = ["Bisection", "Cause", "Culprit", "bisect"]
@@ -1456,17 +1478,17 @@ def bisect_first_call(target: Any, label: str) -> Any:
 def _first_call_classes() -> tuple[type, type]:
     import wrapt
 
-    class _BoundFirstCall(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+    class _BoundFirstCall(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
         autograph_info__: dict[str, Any] = {}  # noqa: RUF012 - AutoGraph calls it as it is
 
-    class FirstCall(wrapt.FunctionWrapper):  # type: ignore[misc]
+    class FirstCall(wrapt.FunctionWrapper):  # type: ignore[type-arg]
         __bound_function_wrapper__ = _BoundFirstCall
         autograph_info__: dict[str, Any] = {}  # noqa: RUF012
 
     return FirstCall, _BoundFirstCall
 
 
-def _FirstCall(target: Any, wrapper: Callable[..., Any]) -> Any:  # noqa: N802 - a class, made on first use
+def _FirstCall(target: Any, wrapper: Callable[..., Any]) -> Any:
     global _FIRST_CALL
     if _FIRST_CALL is None:
         _FIRST_CALL = _first_call_classes()[0]
