@@ -23,8 +23,6 @@ from program_checks import assert_close
 
 from eagerctl._cli import main
 
-pytestmark = pytest.mark.usefixtures("same_random_numbers")
-
 SCRIPT = '''\
 import json
 import numpy as np
