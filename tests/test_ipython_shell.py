@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("IPython")
-
 PROBE = """
 import tensorflow as tf
 import eagerctl
