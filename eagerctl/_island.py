@@ -483,7 +483,9 @@ class _Island:
             converted = autograph.tf_convert(self.trace_fn, ag_ctx.control_status_ctx())
             try:
                 with record.VariableWatcher() as watcher, numpy_stand_ins():
+                    made = _TraceValues.made.get(threading.get_ident(), 0)
                     out = converted(*args, **kwargs)
+                    self.read_values = _TraceValues.made.get(threading.get_ident(), 0) > made
                 out = tf.nest.map_structure(_as_output, out, expand_composites=True)
             except Exception as exc:
                 self.losses.added(before, restore=True)
@@ -537,13 +539,12 @@ class _Island:
                 dtype = tf.convert_to_tensor(leaf).dtype if not isinstance(leaf, np.ndarray) else \
                     tf.as_dtype(value.dtype)
                 self.specs.append(_Output(i, dtype, tf.TensorShape([None] * value.ndim), paths[i], True))
-            elif isinstance(leaf, (str, bytes)) and _STAND_IN_TEXT in (
-                    leaf if isinstance(leaf, str) else leaf.decode("utf-8", "replace")):
+            elif isinstance(leaf, (str, bytes)) and self.read_values:
                 raise IslandError(
-                    f"eager island {self.name!r} returns a string made from a `.numpy()` value at "
-                    f"{paths[i]}; in the graph it would be the trace-time stand-in forever. Return a "
-                    "tensor instead (tf.constant(text), or tf.strings.as_string(tensor)), which carries "
-                    "each run's value"
+                    f"eager island {self.name!r} returns a string at {paths[i]} and reads `.numpy()` "
+                    "values: a string made from them would be the trace-time stand-in forever in the "
+                    "graph. Return a tensor instead (tf.constant(text), or "
+                    "tf.strings.as_string(tensor)), which carries each run's value"
                 )
         self.flat_out_static = flat
         self.loss_counts = [len(added) for added in scratch_losses]
@@ -963,6 +964,7 @@ class _TraceValues:
     lock = threading.Lock()
     users = 0
     threads: ClassVar[dict[int, int]] = {}
+    made: ClassVar[dict[int, int]] = {}  # stand-ins handed out, per thread (tells a body read values)
     patched: type | None = None
     array_class: type | None = None
 
@@ -984,6 +986,9 @@ def _numpy_property(graph_tensor_class: type) -> property:
 @_not_converted
 def _placeholder_value(tensor: Any) -> Any:
     import numpy as np
+
+    ident = threading.get_ident()
+    _TraceValues.made[ident] = _TraceValues.made.get(ident, 0) + 1
 
     if _TraceValues.array_class is None:
 
@@ -1027,6 +1032,7 @@ def numpy_stand_ins() -> Any:
                 _TraceValues.threads[ident] = left
             else:
                 del _TraceValues.threads[ident]
+                _TraceValues.made.pop(ident, None)
             _TraceValues.users -= 1
             if _TraceValues.users == 0 and _TraceValues.patched is not None:
                 delattr(_TraceValues.patched, "numpy")

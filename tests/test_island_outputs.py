@@ -1,0 +1,196 @@
+"""What an island returns, the errors that say how to fix a body, and the edges it meets.
+
+NumPy arrays and Python numbers a body computes become tensors with each
+run's value; a value the graph cannot carry is refused when the graph is
+traced; a variable the trace never saw is an error when its gradient is
+needed, never a silent None. Compared with the same computation compiled or
+run eagerly: equal (these are exact float32 operations).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+import eagerctl  # noqa: E402
+from eagerctl import EagerctlError  # noqa: E402
+
+
+def test_numpy_and_python_values_come_out_as_tensors_with_each_runs_value() -> None:
+    @eagerctl.debuggable
+    def stats(x: Any) -> Any:
+        values = x.numpy()
+        return {"mean": float(values.mean()), "doubled": values * 2, "count": int(values.size),
+                "positive": bool((values > 0).all()), "peak": np.float32(values.max())}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def f(x: Any) -> Any:
+        out = stats(x)
+        assert all(isinstance(t, tf.Tensor) for t in out.values())
+        assert out["doubled"].shape.as_list() == [None]  # depends on values: unknown
+        return out
+
+    for data in ([1.0, 2.0, 4.5], [-3.0, 0.5]):
+        got = {k: v.numpy().tolist() for k, v in f(tf.constant(data)).items()}
+        want = {k: np.asarray(v).tolist() for k, v in stats(tf.constant(data)).items()}
+        assert got == want
+    assert f.experimental_get_tracing_count() == 1
+
+
+def test_a_string_made_from_a_value_is_refused_while_tracing() -> None:
+    @eagerctl.debuggable
+    def describe(x: Any) -> Any:
+        return x * 2.0, f"max={x.numpy().max()}"
+
+    f = tf.function(lambda x: describe(x))  # noqa: PLW0108 (called in a traced body)
+    with pytest.raises(EagerctlError, match=re.escape(
+            "eager island 'test_a_string_made_from_a_value_is_refused_while_tracing.<locals>.describe' "
+            "returns a string at outputs[1] and reads `.numpy()` values: a string made from them would "
+            "be the trace-time stand-in forever in the graph. Return a tensor instead "
+            "(tf.constant(text), or tf.strings.as_string(tensor)), which carries each run's value")):
+        f(tf.constant([1.0]))
+
+
+def test_none_where_the_trace_returned_a_tensor_says_what_to_fix() -> None:
+    @eagerctl.debuggable
+    def forgetful(x: Any) -> Any:
+        if tf.executing_eagerly() and float(tf.reduce_sum(x)) > 0:
+            return None
+        return x + 1.0
+
+    f = tf.function(lambda x: forgetful(x))  # noqa: PLW0108 (called in a traced body)
+    assert f(tf.constant(-1.0)).numpy() == 0.0
+    with pytest.raises(tf.errors.UnknownError, match=re.escape(
+            "eager island 'test_none_where_the_trace_returned_a_tensor_says_what_to_fix.<locals>."
+            "forgetful' returned None at outputs, where its trace returned a float32 tensor: return a "
+            "tensor there on every path (a branch without `return`?)")):
+        f(tf.constant(1.0))
+
+
+def test_a_body_returning_none_is_fine_when_its_trace_did_too() -> None:
+    seen: list[float] = []
+
+    @eagerctl.debuggable
+    def log(x: Any) -> None:
+        if tf.executing_eagerly():
+            seen.append(float(x))
+
+    @tf.function
+    def f(x: Any) -> Any:
+        log(x)
+        return x * 2.0
+
+    assert [float(f(tf.constant(v))) for v in (1.0, 2.0)] == [2.0, 4.0]
+    assert seen == [1.0, 2.0]
+
+
+def branching_model() -> tuple[Any, Any, Any]:
+    small = tf.Variable(2.0, name="small_weight")
+    large = tf.Variable(-1.0, name="large_weight")
+
+    def body(x: Any) -> Any:
+        # Branches on a value: the trace sees a stand-in (0.0) and takes the first branch.
+        if float(tf.reduce_max(x).numpy()) < 1.0:
+            return tf.reduce_sum(x * small)
+        return tf.reduce_sum(x * large)
+
+    return small, large, body
+
+
+def test_a_variable_only_a_branch_the_trace_did_not_take_reads_is_an_error_not_a_none() -> None:
+    small, large, body = branching_model()
+    island = eagerctl.debuggable(body)
+
+    @tf.function
+    def grads(x: Any) -> Any:
+        with tf.GradientTape() as tape:
+            y = island(x)
+        return tape.gradient(y, [small, large])
+
+    got = grads(tf.constant([0.5]))
+    assert (float(got[0]), got[1]) == (0.5, None)  # as compiled: `large` is not read on this path
+    with pytest.raises(tf.errors.UnknownError, match=re.escape(
+            "read the trainable variable(s) 'large_weight:0' in this run, but not in the trace that "
+            "built the graph (a Python branch on a `.numpy()` value took another path there), so the "
+            "graph has no gradient for them: they would silently get None. Read them on every path of "
+            "the body (e.g. `w = tf.identity(self.kernel)` before the branch), or branch with tf.cond")):
+        grads(tf.constant([3.0]))
+
+
+def test_reading_every_variable_before_the_branch_gives_the_compiled_gradients() -> None:
+    small, large, body = branching_model()
+
+    def reads_both(x: Any) -> Any:
+        tf.identity(small), tf.identity(large)
+        return body(x)
+
+    island = eagerctl.debuggable(reads_both)
+
+    def compiled(x: Any) -> Any:
+        return tf.cond(tf.reduce_max(x) < 1.0, lambda: tf.reduce_sum(x * small),
+                       lambda: tf.reduce_sum(x * large))
+
+    def make(fn: Any) -> Any:
+        @tf.function
+        def grads(x: Any) -> Any:
+            with tf.GradientTape() as tape:
+                y = fn(x)
+            g = tape.gradient(y, [small, large], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return y, g
+
+        return grads
+
+    for data in ([0.5], [3.0, 2.0]):
+        got = make(island)(tf.constant(data))
+        want = make(compiled)(tf.constant(data))
+        assert tf.nest.map_structure(float, got) == tf.nest.map_structure(float, want)
+
+
+def test_vectorized_map_over_an_island_runs_it_per_element_with_compiled_results() -> None:
+    w = tf.Variable(3.0)
+    seen: list[float] = []
+
+    @eagerctl.debuggable
+    def body(x: Any) -> Any:
+        if tf.executing_eagerly():
+            seen.append(float(x[0]))
+        return x * w
+
+    def make(fn: Any) -> Any:
+        @tf.function
+        def f(xs: Any) -> Any:
+            with tf.GradientTape() as tape:
+                y = tf.vectorized_map(fn, xs)
+                total = tf.reduce_sum(y)
+            return y, tape.gradient(total, w)
+
+        return f
+
+    xs = tf.constant([[1.0], [2.0], [4.0]])
+    got = make(body)(xs)
+    want = make(body.__wrapped__)(xs)
+    assert tf.nest.map_structure(lambda t: t.numpy().tolist(), got) == \
+        tf.nest.map_structure(lambda t: t.numpy().tolist(), want)
+    # TF cannot vectorize an island: its fallback loop runs it once per element,
+    # after one run on the first element alone.
+    assert seen == [1.0, 1.0, 2.0, 4.0]
+
+
+def test_an_island_in_a_tf_data_map_function_runs_per_element() -> None:
+    seen: list[bool] = []
+
+    @eagerctl.debuggable
+    def scale(x: Any) -> Any:
+        seen.append(tf.executing_eagerly())
+        return x * 10.0 + float(x.numpy()) if tf.executing_eagerly() else x * 10.0 + x
+
+    ds = tf.data.Dataset.from_tensor_slices([1.0, 2.0, 3.0]).map(scale)
+    assert [float(v) for v in ds] == [11.0, 22.0, 33.0]
+    assert seen == [False, True, True, True]
+    assert [float(v) for v in ds] == [11.0, 22.0, 33.0]  # iterated again: eager again
+    assert seen.count(True) == 6
