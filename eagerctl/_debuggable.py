@@ -605,12 +605,20 @@ class _Debuggable(_UnboundBase):
     def __copy__(self) -> Any:
         import copy
 
-        return _wrap(copy.copy(self.__wrapped__), self._self_debuggable.option_values())
+        target = self.__wrapped__
+        if isinstance(target, (classmethod, staticmethod)):  # Python cannot copy these: a new one
+            return _wrap(type(target)(target.__func__), self._self_debuggable.option_values())
+        return _wrap(copy.copy(target), self._self_debuggable.option_values())
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         import copy
 
-        return _wrap(copy.deepcopy(self.__wrapped__, memo), self._self_debuggable.option_values())
+        target = self.__wrapped__
+        if isinstance(target, (classmethod, staticmethod)):
+            target = type(target)(copy.deepcopy(target.__func__, memo))
+        else:
+            target = copy.deepcopy(target, memo)
+        return _wrap(target, self._self_debuggable.option_values())
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         # Reachable under its own name (a decorated module-level function or tf.function): by

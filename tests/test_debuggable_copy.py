@@ -132,3 +132,28 @@ def test_a_bound_method_proxy_copies_as_a_bound_method(how: str) -> None:
     described = {"copy": copy.copy, "deepcopy": copy.deepcopy,
                  "pickle": lambda p: pickle.loads(pickle.dumps(p))}[how](Trainer.describe)
     assert described() == "Trainer"
+
+
+def test_class_and_static_method_proxies_copy_though_python_cannot_copy_those() -> None:
+    class Counter:
+        @eagerctl.debuggable(recursive=False)
+        @classmethod
+        def name(cls) -> str:
+            return cls.__name__
+
+        @eagerctl.debuggable(recursive=False)
+        @staticmethod
+        def double(x: Any) -> Any:
+            RUNS.append(tf.executing_eagerly())
+            return x * 2
+
+    with pytest.raises(TypeError, match="cannot pickle 'classmethod' object"):
+        copy.copy(classmethod(len))  # what Python does with the undecorated one
+    for how in (copy.copy, copy.deepcopy):
+        Counter.name_copy = how(Counter.__dict__["name"])  # type: ignore[attr-defined]
+        Counter.double_copy = how(Counter.__dict__["double"])  # type: ignore[attr-defined]
+        assert Counter.name_copy() == "Counter"  # type: ignore[attr-defined]
+        RUNS.clear()
+        assert int(Counter.double_copy(tf.constant(4))) == 8  # type: ignore[attr-defined]
+        assert RUNS == [True]
+        assert options(Counter.__dict__["double_copy"]) == {**OPTIONS, "check_numerics": False}
