@@ -526,12 +526,21 @@ def test_loading_the_plugin_does_not_import_tensorflow(pytester: pytest.Pytester
         """
         import sys
 
-        def test_plain():
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def wide():  # the guard watches what wider fixtures enter
+            yield
+
+        def test_plain(wide):
             assert "tensorflow" not in sys.modules
+
+        def test_leaves_nothing(wide):
+            pass
         """
     )
-    result = pytester.runpytest_subprocess(*ARGS)
-    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess(*ARGS, "--tf-flag-guard=error")
+    result.assert_outcomes(passed=2)
     assert (pytester.path / "result.txt").read_text() == "True False"
 
 
