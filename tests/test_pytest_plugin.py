@@ -338,7 +338,7 @@ def _flag_message(who: str, leaked: bool, start: bool, restored: bool) -> str:
 
 
 def _warnings(result: pytest.RunResult) -> str:
-    """The warnings summary as one string (pytest wraps nothing there)."""
+    """The warnings summary of an inner session ("" if there is none)."""
     out = result.stdout.str()
     return out[out.index("warnings summary"):] if "warnings summary" in out else ""
 
