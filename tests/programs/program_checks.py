@@ -59,12 +59,12 @@ def assert_ran_eagerly_every_step(record: Sequence[bool], steps: int, per_step: 
     assert record[-steps * per_step:] == [True] * (steps * per_step), record
 
 
-def assert_close(got: Any, want: Any, what: str) -> None:
+def assert_close(got: Any, want: Any, what: str, rtol: float = RTOL, atol: float = ATOL) -> None:
     got_flat = [np.asarray(g) for g in tf.nest.flatten(got)]
     want_flat = [np.asarray(w) for w in tf.nest.flatten(want)]
     assert len(got_flat) == len(want_flat), f"{what}: {len(got_flat)} values against {len(want_flat)}"
     for i, (g, w) in enumerate(zip(got_flat, want_flat, strict=True)):
-        np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL, err_msg=f"{what} [{i}]")
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"{what} [{i}]")
 
 
 def rss_bytes() -> int:
