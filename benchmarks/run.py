@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks import _figures, _report
+from benchmarks import _figures, _islands, _report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-GROUPS = ("hook", "scopes", "debuggable", "exit", "threads", "memory", "import", "steps")
+GROUPS = ("hook", "scopes", "debuggable", "exit", "threads", "memory", "islands", "import", "steps")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hook": _figures.hook_call, "scopes": _figures.scope_enter_exit,
         "debuggable": _figures.debuggable_calls,
         "exit": _figures.process_exit, "threads": _figures.threads, "memory": _figures.memory,
+        "islands": _islands.island_memory,
         "import": _figures.import_time,
     }
     rows: list[_figures.Row] = []
