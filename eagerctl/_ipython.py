@@ -223,14 +223,14 @@ class _Extension:
         self.set_process_mode(None)
 
     # -- %eager ------------------------------------------------------------------------------------------
-    def eager(self, line: str, cell: str | None = None) -> Status | None:
+    def eager(self, line: str, cell: str | None = None) -> None:
         """eagerctl's mode for the following cells (`%eager ...`) or for one cell (`%%eager`).
 
         %eager on      every tf.function runs eagerly, in every cell and thread, until %eager off
         %eager graph   every tf.function runs its compiled graph, until %eager off
         %eager off     back to TensorFlow's own flag
         %eager reset   every scope gone (also ones left by hand or by an interrupt), the flag at its baseline
-        %eager         show eagerctl.status()
+        %eager         show eagerctl.status() (a table in a notebook)
         %%eager        (first line of a cell) run that cell eagerly
         """
         __tracebackhide__ = True
@@ -239,12 +239,15 @@ class _Extension:
                 raise _usage_error(f"%%eager takes no arguments, got {line.strip()!r}; for a mode that lasts "
                                    "across cells use %eager on in a cell of its own")
             self.run_cell_in(Scope(True, False, "%%eager"), cell, "%%eager")
-            return None
+            return
         word = line.strip()
         if word in ("", "status"):
+            from IPython.display import display
+
             from ._status import status
 
-            return status()
+            display(status())  # type: ignore[no-untyped-call]  # shown wherever the line is in the cell
+            return
         if word == "on":
             self.set_process_mode(True)
         elif word in ("graph", "off"):
@@ -257,7 +260,6 @@ class _Extension:
         else:
             raise _usage_error(f"%eager {word}: unknown; use one of:\n{_EAGER_USAGE}")
         self.report_mode(word)
-        return None
 
     def graph(self, line: str, cell: str) -> None:
         """Run this cell's tf.functions as compiled graphs (`%%graph`, first line of a cell)."""

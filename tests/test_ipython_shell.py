@@ -76,10 +76,12 @@ def test_the_extension_in_a_plain_interactive_shell(shell: Any, capsys: pytest.C
     assert run(shell, "%%graph\nmode()") == "graph"
     assert run(shell, "mode()") == "eager"
 
-    status = run(shell, "%eager")
-    assert isinstance(status, eagerctl.Status)
+    capsys.readouterr()
+    run(shell, "%eager\nx = 1")  # shown even when it is not the cell's last line
+    status = eagerctl.status()
+    assert capsys.readouterr().out == str(status) + "\n"  # the terminal shows the readable table, not repr()
     formatted, _ = shell.display_formatter.format(status)
-    assert formatted["text/plain"] == str(status)  # the terminal shows the readable table, not repr()
+    assert formatted["text/plain"] == str(status)
     assert '<table class="eagerctl-status"' in formatted["text/html"]
 
     run(shell, "%eager off")

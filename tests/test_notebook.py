@@ -194,7 +194,7 @@ def test_eager_on_graph_off_set_the_mode_of_every_following_cell_and_thread(nb: 
 
 def test_eager_alone_shows_status_as_an_html_table_and_as_text(nb: Kernel) -> None:
     nb.run("%eager on")
-    cell = nb.run("%eager")
+    cell = nb.run("%eager\nx = 1")  # shown even when it is not the cell's last line
     assert len(cell.results) == 1
     bundle = cell.results[0]
     assert '<table class="eagerctl-status"' in bundle["text/html"]

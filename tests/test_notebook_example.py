@@ -65,6 +65,6 @@ def test_the_example_notebook_runs_and_shows_the_debugging_story(tmp_path: Path)
     assert compared.data["text/plain"].startswith("compare(train_step): graph and eager MATCH")
     assert '<table class="eagerctl-compare"' in compared.data["text/html"]
 
-    (shown,) = [o for o in _cell(nb, "%eager").outputs if o.output_type == "execute_result"]
+    (shown,) = [o for o in _cell(nb, "%eager").outputs if o.output_type == "display_data"]
     assert "active scopes    none" in shown.data["text/plain"]
     assert "<i>no active scopes</i>" in shown.data["text/html"]
