@@ -52,7 +52,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _compare, _hook
 from ._errors import EagerctlError
@@ -481,8 +481,12 @@ def _session() -> _Session | None:
     return session
 
 
-def _not_converted(fn: Any) -> Any:
-    fn.autograph_info__ = frozenset()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _not_converted(fn: _F) -> _F:
+    # What tf.autograph.experimental.do_not_convert marks: AutoGraph calls it as it is.
+    fn.autograph_info__ = frozenset()  # type: ignore[attr-defined]
     return fn
 
 
@@ -527,17 +531,7 @@ class _Hooks:
         self._patch(ops.Graph, "_create_op_internal", _create_op_internal)
 
         for layer_class in _layer_classes():
-            original_call = layer_class.__call__
-
-            def __call__(layer: Any, *args: Any, __original: Any = original_call, **kwargs: Any) -> Any:
-                session = _session()
-                if session is None:
-                    return __original(layer, *args, **kwargs)
-                candidate = session.bisector.layer_candidate(layer)
-                return session.bisector.on_layer_call(session, candidate, layer,
-                                                      lambda: __original(layer, *args, **kwargs))
-
-            self._patch(layer_class, "__call__", __call__)
+            self._patch(layer_class, "__call__", _layer_call(layer_class.__call__))
 
     def _patch(self, owner: Any, name: str, value: Any) -> None:
         saved = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
@@ -548,6 +542,21 @@ class _Hooks:
         while self.patches:
             owner, name, value = self.patches.pop()
             setattr(owner, name, value)
+
+
+def _layer_call(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Keras's `Layer.__call__`, seen by bisect; AutoGraph must call it as it is, as it calls Keras's."""
+
+    @_not_converted
+    def __call__(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        session = _session()
+        if session is None:
+            return original(layer, *args, **kwargs)
+        candidate = session.bisector.layer_candidate(layer)
+        return session.bisector.on_layer_call(session, candidate, layer,
+                                              lambda: original(layer, *args, **kwargs))
+
+    return __call__
 
 
 def _layer_classes() -> list[type]:
@@ -1362,11 +1371,39 @@ def _culprit(b: _Bisector, c: _Candidate, together: bool, extra: Sequence[str] =
         b.trial(frozenset({c.key}))
     rows, graph_flat, eager_flat = b.evidence(c)
     differing = [r for r in rows if not r.match]
-    cause = _explain(b, c, differing, graph_flat=graph_flat, eager_flat=eager_flat, extra=extra)
+    stale = _stale_trace(b, c) if differing else []
+    if stale:
+        names = sorted({name for _, name in c.watched})
+        cause = Cause("frozen-value",
+                      "a Python value frozen at trace time: its own tf.function was traced when the value "
+                      "was different, and compiled calls still use that trace"
+                      + (f" (it reads {', '.join(names)})" if names else ""), [*extra, *stale])
+    else:
+        cause = _explain(b, c, differing, graph_flat=graph_flat, eager_flat=eager_flat, extra=extra)
     return Culprit(qualname=c.qualname, where=c.where, kind=c.kind, name=c.name, path=c.path,
                    outputs=[r.path for r in differing],
                    max_abs_diff=max((r.max_abs_diff for r in differing), default=0.0) if rows else math.nan,
                    cause=cause, together=together)
+
+
+def _stale_trace(b: _Bisector, c: _Candidate) -> list[str]:
+    """For a culprit that is a tf.function: constants that differ between its cached trace and a fresh one."""
+    fn = c.callable
+    if c.inputs is None or not (_hook.FUNCTION_MODULE in sys.modules and isinstance(
+            fn, sys.modules[_hook.FUNCTION_MODULE].Function)):
+        return []
+    args, kwargs = c.inputs
+    try:
+        with graph_scope():
+            cached = fn.get_concrete_function(*args, **kwargs)
+            b.watch.restore()
+            fresh = b.tf.function(fn.python_function).get_concrete_function(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - evidence is best effort
+        return []
+    finally:
+        b.watch.restore()
+    return [f"constant {op.name!r} was {_short(old)} in its trace, {_short(new)} in a fresh trace"
+            for op, old, new in _const_diffs(b.tf, b.np, cached.graph, fresh.graph)][:5]
 
 
 def _itself(b: _Bisector, rows: list[_compare.Row], graph: _Outcome, eager: _Outcome, *, cause: Cause | None,

@@ -419,3 +419,50 @@ def test_program_results_after_bisect_equal_those_without_it() -> None:
         return [float(step(x)) for _ in range(3)] + [float(CALLS)]
 
     assert train(True) == train(False)
+
+
+# -- shapes of real TensorFlow issue reports ---------------------------------------------------
+
+
+class Net(keras.Model):
+    """A model whose `call` is a tf.function reading a Python attribute (tensorflow#61885, #32895)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = keras.layers.Dense(4)
+        self.out = keras.layers.Dense(1)
+        self.temperature = 1.0
+
+    @tf.function
+    def call(self, x: Any) -> Any:
+        return self.out(self.hidden(x) / self.temperature)
+
+
+def test_model_with_a_tf_function_call_traced_before_an_attribute_changed() -> None:
+    keras.utils.set_random_seed(1)
+    net = Net()
+    before = net(X).numpy()
+    net.temperature = 4.0  # the traced call keeps 1.0
+    report = eagerctl.bisect(net, X)
+    assert report.name == "Net.call"
+    assert names(report) == ["Net.call"]
+    cause = report.culprits[0].cause
+    assert cause.kind == "frozen-value" and "it reads" in cause.summary and "temperature" in cause.summary
+    assert any("was 1.0 in its trace, 4.0 in a fresh trace" in e for e in cause.evidence)
+    np.testing.assert_array_equal(net(X).numpy(), before)
+
+
+def test_keras_fit_with_dropout_names_dropout_when_graph_and_eager_draw_differently() -> None:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dropout(0.5, name="drop"), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.RandomState(0).normal(size=(16, 4)).astype("float32")
+    model.fit(x, x[:, :1], epochs=1, verbose=0)
+    report = eagerctl.bisect(model, x, x[:, :1])
+    if report.match:  # Keras 3: dropout draws from a seed-generator variable, restored like any variable
+        assert keras.__version__.startswith("3")
+        return
+    # Keras 2: a stateful random op without a fixed stream (tensorflow#34221's usual answer)
+    assert [(c.qualname, c.name, c.cause.kind) for c in report.culprits] == [
+        ("Dropout.call", "drop", "stateful-random")]
