@@ -441,3 +441,38 @@ def test_debuggable_magic_on_a_keras_loss_says_to_compile_again_and_that_works(n
            "model.fit(xs, ys, epochs=1, batch_size=16, verbose=0)")
     assert nb.value("calls.count(True)") == "2"  # one eager run of the loss per batch
     nb.run("%undebuggable squared_error")
+
+
+KERAS_SUBCLASS = """
+hits = []
+
+def center(x):
+    hits.append(tf.executing_eagerly())
+    return x - tf.reduce_mean(x)
+
+class Centered(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.dense(center(x))
+
+centered = Centered()
+centered.compile(optimizer="sgd", loss="mse")
+centered.fit(xs, ys, epochs=1, batch_size=16, verbose=0)
+print(any(hits))
+"""
+
+
+def test_debuggable_magic_on_a_function_a_trained_keras_model_calls(nb: Kernel) -> None:
+    nb.run(KERAS_MODEL)
+    assert nb.run(KERAS_SUBCLASS).stdout == "False\n"
+    cell = nb.run("%debuggable center")
+    assert ("the Keras model(s) centered already built train/test/predict functions that hold the old body "
+            "of center: run centered.make_train_function(force=True) (or compile the model again) for fit "
+            "to trace it again") in cell.stderr
+    nb.run("hits.clear()\ncentered.make_train_function(force=True)\n"
+           "centered.fit(xs, ys, epochs=1, batch_size=16, verbose=0)")
+    assert nb.value("hits.count(True)") == "2"  # the remedy works: one eager run per batch
+    nb.run("%undebuggable center")
