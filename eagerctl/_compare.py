@@ -11,6 +11,13 @@ never advances training.
 them in `FuncGraph.variables`, including those of nested `tf.function`s),
 every variable created while tracing, and every `tf.Variable` passed in the
 arguments (TF does not record those, they are graph inputs).
+
+Each mode runs twice from that state: values that differ between the two runs
+of one mode (unseeded random ops, Python randomness) are reported as
+nondeterministic, with the random ops found in the graph, and left out of the
+verdict. A graph traced against variables that have since been deleted (the
+program rebound a global model) cannot run: that is reported as the
+divergence it is, and only the eager mode runs.
 """
 
 from __future__ import annotations
@@ -283,9 +290,13 @@ def compare(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: flo
     run under `eager_scope()`) or a plain Python function, compared as
     `tf.function(fn)`. Variables it touches (weights, optimizer slots created
     on the first call, counters) are restored before each mode, compared
-    after it, and restored again at the end. Each mode then makes `repeat`
-    timed calls. Keyword arguments named `rtol`, `atol` or `repeat` are
-    compare's own: pass such arguments of `fn` with `functools.partial`.
+    after it, and restored again at the end. Each mode runs twice from that
+    state (values that differ between the two are nondeterministic: shown,
+    with the random ops found, and left out of `match`), then makes `repeat`
+    timed calls. A compiled graph that refers to deleted variables is
+    reported (`graph_error`), not raised. Keyword arguments named `rtol`,
+    `atol` or `repeat` are compare's own: pass such arguments of `fn` with
+    `functools.partial`.
 
     Example::
 
@@ -450,13 +461,12 @@ def _run_mode(scope: Any, *, fn: Any, args: tuple[Any, ...], kwargs: dict[str, A
 
     with scope:
         # Twice from the same state: a value that differs from itself is nondeterministic.
-        again_raw, again_outputs, again_values = run_once()
+        _, again_outputs, again_values = run_once()
         raw, outputs, values = run_once()
         varying = {path for path, value in outputs.items()
                    if path in again_outputs and not _diff(value, again_outputs[path], rtol, atol, np)[1]}
         varying |= {f"variables[{vname!r}]" for vname, value in values.items()
                     if not _diff(value, again_values[vname], rtol, atol, np)[1]}
-        del again_raw
         start = time.perf_counter()
         for _ in range(repeat):
             last = fn(*args, **kwargs)
