@@ -2,8 +2,9 @@
 
 `eagerctl run` runs a program the way `python` would (`sys.argv`, `__main__`,
 `sys.path[0]`, exit status), with `tf.function` calls forced eager or
-compiled, chosen functions made `@debuggable` as their modules are imported,
-and `tf.data` debug mode on, without changing a line of the program.
+compiled, every definition of chosen functions made `@debuggable` as the
+program makes it, and `tf.data` debug mode on, without changing a line of the
+program.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="apply --eager/--graph to the whole process (all threads) through TF's global "
                              "flag; by default it applies to the main thread and the asyncio tasks it starts")
     parser.add_argument("--debug", action="append", default=[], metavar="MODULE:QUALNAME",
-                        help="make this function or method (pkg.mod:Class.method) @eagerctl.debuggable when "
-                             "its module is imported; repeatable")
+                        help="make every definition of this function or method (pkg.mod:Class.method, "
+                             "__main__:train_step) @eagerctl.debuggable as the program makes it; repeatable")
     parser.add_argument("--bisect", action="append", default=[], metavar="MODULE:QUALNAME",
                         help="bisect the first call of this function (eagerctl.bisect: which nested "
                              "function, layer or tf.function makes graph and eager differ), print the "
