@@ -780,7 +780,7 @@ class _Bisector:
                 self.final_state = self.watch.current()
         else:
             # Traced before: what the program runs is that graph. Trace afresh to see the candidates.
-            self.fresh = tf.function(self.python_fn)
+            self.fresh = self.private_function(self.python_fn)
             with self._session("discover"), graph_scope(), tf.variable_creator_scope(record):
                 self.fresh_graph = self.fresh.get_concrete_function(*self.args, **self.kwargs)
             self.traces += 1
@@ -792,6 +792,14 @@ class _Bisector:
                     variables[key if key not in variables else f"{key}#fresh"] = var
         self.variables = variables
         self.snapshot = [(var, self.np.array(var.numpy(), copy=True)) for var in variables.values()]
+
+    def private_function(self, python_fn: Any) -> Any:
+        """A new tf.function of `python_fn` for one trial, without TF's "frequent retracing" warning."""
+        fn = self.tf.function(python_fn)
+        # Each trial traces a new function on purpose: TF would warn about retracing the program's function.
+        if hasattr(fn, "_omit_frequent_tracing_warning"):
+            fn._omit_frequent_tracing_warning = True
+        return fn
 
     @contextlib.contextmanager
     def _session(self, mode: str, subset: frozenset[Any] = frozenset()) -> Iterator[_Session]:
@@ -833,7 +841,7 @@ class _Bisector:
         if cached is not None:
             return cached
         self.watch.restore()
-        fresh = self.tf.function(self.python_fn)
+        fresh = self.private_function(self.python_fn)
         self.restore_variables()
         with self._session("trial", subset):
             outcome = self.run(fresh, graph_scope())
@@ -907,7 +915,7 @@ class _Bisector:
         fn = candidate.callable
         is_function = _hook.FUNCTION_MODULE in sys.modules and isinstance(
             fn, sys.modules[_hook.FUNCTION_MODULE].Function)
-        compiled = fn if is_function else tf.function(fn)
+        compiled = fn if is_function else self.private_function(fn)
         self.watch.restore()
         self.restore_variables()
         try:
@@ -1397,7 +1405,7 @@ def _stale_trace(b: _Bisector, c: _Candidate) -> list[str]:
         with graph_scope():
             cached = fn.get_concrete_function(*args, **kwargs)
             b.watch.restore()
-            fresh = b.tf.function(fn.python_function).get_concrete_function(*args, **kwargs)
+            fresh = b.private_function(fn.python_function).get_concrete_function(*args, **kwargs)
     except Exception:  # noqa: BLE001 - evidence is best effort
         return []
     finally:
