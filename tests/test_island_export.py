@@ -78,6 +78,29 @@ def make_regressor(debug: bool, record: list[bool]) -> Any:
     return module
 
 
+def make_server(debug: bool) -> Any:
+    """A tf.Module whose `@debuggable @tf.function` method is a signature and is called by another."""
+    decorate = eagerctl.debuggable if debug else (lambda fn: fn)
+
+    class Server(tf.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable([[0.5], [-1.5]])
+
+        @decorate
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+        def serve(self, x: Any) -> Any:
+            return tf.matmul(x, self.w) + 1.0
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+        def outer(self, x: Any) -> Any:
+            return self.serve(x) * 2.0  # an island in this graph
+
+    server = Server()
+    server.outer(tf.constant(X_NEW))
+    return server
+
+
 def make_scale_class(debug: bool, record: list[bool]) -> type:
     def call(self: Any, x: Any) -> Any:
         record.append(tf.executing_eagerly())
@@ -133,6 +156,10 @@ LOADER = textwrap.dedent('''
     if "module" in paths:
         loaded = tf.saved_model.load(paths["module"])
         out["module"] = loaded.predict(tf.constant(x)).numpy().tolist()
+    if "method" in paths:
+        loaded = tf.saved_model.load(paths["method"])
+        assert set(loaded.signatures) == {"serve", "outer"}
+        out["method"] = loaded.outer(tf.constant(x)).numpy().tolist()
     if "signature" in paths:
         loaded = tf.saved_model.load(paths["signature"])
         (value,) = loaded.signatures["serving_default"](x=tf.constant(x)).values()
@@ -187,6 +214,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     module.predict(tf.constant(X_NEW))
     facts["island_after_save"] = record.count(True) - before
 
+    server, plain_server = make_server(True), make_server(False)
+    expected = plain_server.outer(tf.constant(X_NEW))
+    save("method", lambda p: tf.saved_model.save(server, p, signatures={"serve": server.serve,
+                                                                        "outer": server.outer}), expected)
+
     keras_record: list[bool] = []
     model = make_keras_model(True, keras_record)
     plain_model = make_keras_model(False, [])
@@ -218,7 +250,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return facts
 
 
-SAVED_MODELS = ["module", "signature", "export", "archive"] + ([] if KERAS_3 else ["keras2_savedmodel"])
+SAVED_MODELS = ["module", "signature", "method", "export", "archive"]
+if not KERAS_3:
+    SAVED_MODELS.append("keras2_savedmodel")
 
 
 @pytest.mark.parametrize("key", [*SAVED_MODELS, "keras_file"])
