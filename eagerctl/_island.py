@@ -547,6 +547,7 @@ class _Island:
                     "tf.strings.as_string(tensor)), which carries each run's value"
                 )
         self.flat_out_static = flat
+        self.none_outputs = [i for i, leaf in enumerate(flat) if leaf is None]
         self.loss_counts = [len(added) for added in scratch_losses]
         self.loss_specs = [_Output(-1, t.dtype, t.shape, f"loss {k} added to {self.losses.label(s)}", False)
                            for s, added in enumerate(scratch_losses) for k, t in enumerate(added)]
@@ -737,6 +738,13 @@ class _Island:
                 "same structure on every call; return the same nest of tensors on every path"
             ) from exc
         flat_list = [out] if isinstance(out, tf.Tensor) else tf.nest.flatten(out, expand_composites=True)
+        for i in self.none_outputs:
+            if flat_list[i] is not None:
+                raise IslandError(
+                    f"eager island {self.name!r} returned {_short(flat_list[i])} at {self.paths[i]}, "
+                    "where its trace returned None, so the graph has no place for it: return it on "
+                    "every path, also when `tf.executing_eagerly()` is False"
+                )
         results = []
         for spec in self.specs:
             leaf = flat_list[spec.index]

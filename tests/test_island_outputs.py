@@ -72,6 +72,18 @@ def test_none_where_the_trace_returned_a_tensor_says_what_to_fix() -> None:
         f(tf.constant(1.0))
 
 
+def test_a_value_where_the_trace_returned_none_is_an_error() -> None:
+    @eagerctl.debuggable
+    def only_eager(x: Any) -> Any:
+        return x * 2.0 if tf.executing_eagerly() else None
+
+    f = tf.function(lambda x: only_eager(x))  # noqa: PLW0108 (called in a traced body)
+    with pytest.raises(tf.errors.UnknownError, match=re.escape(
+            "at outputs, where its trace returned None, so the graph has no place for it: return it "
+            "on every path, also when `tf.executing_eagerly()` is False")):
+        f(tf.constant(1.0))
+
+
 def test_a_body_returning_none_is_fine_when_its_trace_did_too() -> None:
     seen: list[float] = []
 
