@@ -504,13 +504,15 @@ class _TensorFlowSetup:
     def start(self) -> None:
         if self.scope is None or self.scope.process:
             return
-        from . import _hook
+        from . import _hook, _scope
 
-        if _hook.installed:
-            self.scope.__enter__()
-        else:
-            self.activation = _enter_before_tensorflow(self.scope)
+        # Kept before it is entered: `finish()` undoes whatever part an interrupt let happen.
+        self.activation = _scope.Activation(self.scope, sys._getframe(), enter=False)
         self.entered = True
+        if _hook.installed:
+            self.activation.enter()
+        else:
+            _enter_before_tensorflow(self.activation)
 
     def on_import(self, tf: ModuleType) -> None:
         if not self.live:
@@ -539,29 +541,28 @@ class _TensorFlowSetup:
         self.entered = False
         if self.activation is not None:
             activation, self.activation = self.activation, None
-            activation.exit()
+            activation.exit()  # safe in any state an interrupt left it in
         else:
             self.scope.__exit__(None, None, None)
 
 
-def _enter_before_tensorflow(scope: Any) -> Any:
-    """Enter local `scope` in this context before TensorFlow is imported; its activation.
+def _enter_before_tensorflow(activation: Any) -> None:
+    """Enter a local scope's `activation` in this context before TensorFlow is imported.
 
     `Activation.enter()` needs TF (to install the hook, and to check for a
     trace). Before TF is imported nothing can be traced and nothing reads the
     override yet: this does the rest of the local entry, the same steps in the
-    same order, and eagerctl's import hook installs the hook reading it when the
-    program imports TF. `Activation.exit()` leaves it as usual.
+    same order (the `ContextVar.set` last: the commit), and eagerctl's import
+    hook installs the hook reading it when the program imports TF.
+    `Activation.exit()` leaves it as usual.
     """
     from . import _local, _scope
 
-    activation = _scope.Activation(scope, sys._getframe(1), enter=False)
     activation.thread = threading.get_ident()
     activation.below = _local.STACK.get()
-    activation.value = scope.enabled
+    activation.value = activation.scope.enabled
     _scope.LIVE_LOCAL[activation] = None
     activation.token = _local.STACK.set(activation)
-    return activation
 
 
 def _module_exists(name: str) -> bool:
