@@ -87,7 +87,11 @@ def note_island() -> None:
     frame = sys._getframe(1)
     with _lock:
         while frame is not None:
-            if frame.f_code is code:
+            # Only the graphs of tf.function traces (TF's `_create_concrete_function` in 2.13 to
+            # 2.21), which become ConcreteFunctions; not those of cond and while branches.
+            caller = frame.f_back
+            if frame.f_code is code and caller is not None and \
+                    caller.f_code.co_name == "_create_concrete_function":
                 local = frame.f_locals
                 graph, python_func = local.get("func_graph"), local.get("python_func")
                 if graph is not None and python_func is not None:

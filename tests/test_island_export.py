@@ -21,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,50 @@ def test_a_body_that_needs_values_cannot_be_exported_and_says_why(tmp_path: Path
             in message)
     # Nothing changed for this process: the island still runs.
     assert clipper(tf.constant([1.0, -3.0])).numpy().tolist() == [2.0, -2.0]
+
+
+def test_the_signature_wrapper_is_installed_with_the_first_island_and_can_be_removed() -> None:
+    from tensorflow.python.saved_model import signature_serialization
+
+    from eagerctl import _export
+
+    @eagerctl.debuggable
+    def double(x: Any) -> Any:
+        return x * 2.0
+
+    @tf.function
+    def uses_island(x: Any) -> Any:
+        return double(x)
+
+    uses_island(tf.constant(1.0))
+    assert signature_serialization.canonicalize_signatures is _export._canonicalize_signatures
+    original = _export._original_canonicalize
+    _export.uninstall()
+    try:
+        assert signature_serialization.canonicalize_signatures is original
+        _export.uninstall()  # twice: nothing to do
+        assert signature_serialization.canonicalize_signatures is original
+    finally:
+        _export.install()
+    assert signature_serialization.canonicalize_signatures is _export._canonicalize_signatures
+
+
+def test_the_retrace_registry_lets_graphs_go() -> None:
+    import gc
+
+    from eagerctl import _export
+
+    @eagerctl.debuggable
+    def double(x: Any) -> Any:
+        return x * 2.0
+
+    @tf.function
+    def uses_island(x: Any) -> Any:
+        return double(x)
+
+    concrete = uses_island.get_concrete_function(tf.TensorSpec([], tf.float32))
+    graph_ref = weakref.ref(concrete.graph)
+    assert concrete.graph in _export._sources
+    del concrete, uses_island
+    gc.collect()
+    assert graph_ref() is None
