@@ -558,7 +558,10 @@ class _BoundDebuggable(_BoundBase):
         # Passed to a tf.function: its own trace type, not the wrapped function's (see _trace_type).
         from ._trace_type import proxy_type
 
-        return proxy_type(self._self_parent, self._self_instance, self._self_owner)
+        instance = self._self_instance
+        # Older wrapt releases keep no `_self_owner`: the instance's class is the owner there.
+        owner = getattr(self, "_self_owner", None) or (type(instance) if instance is not None else None)
+        return proxy_type(self._self_parent, instance, owner)
 
     # Copied or pickled as a bound method is: the method looked up again on (a copy of) the
     # object it is bound to, which gives a proxy bound to it with the same options.
