@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import tensorflow as tf
 
+import eagerctl
 from eagerctl._cli import RUN_USAGE, main
 
 # A program that reports, as JSON on stdout, how its tf.function calls ran.
@@ -145,6 +146,22 @@ def test_an_uncaught_exception_is_reported_like_python_and_exits_1(
 def test_keyboard_interrupt_exits_130(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(write(tmp_path / "intr.py", "raise KeyboardInterrupt"))]) == 130
     assert capsys.readouterr().err.endswith("KeyboardInterrupt\n")
+
+
+def test_keyboard_interrupt_under_a_mode_leaves_nothing_active(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(tmp_path / "intr_eager.py", """\
+        import tensorflow as tf
+        f = tf.function(lambda x: print("eager:", tf.executing_eagerly()) or x)
+        f(tf.constant(1))
+        raise KeyboardInterrupt
+        """)
+    for mode in ("--eager", "--graph"):
+        assert main(["run", mode, str(script)]) == 130
+        captured = capsys.readouterr()
+        assert captured.out == f"eager: {mode == '--eager'}\n"
+        assert captured.err.endswith("KeyboardInterrupt\n")
+        assert eagerctl.status().scopes == () and tf.config.functions_run_eagerly() is False
 
 
 def test_dash_m_runs_a_module_from_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
