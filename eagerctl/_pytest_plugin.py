@@ -63,7 +63,7 @@ GUARD_MODES: tuple[Guard, ...] = ("warn", "error", "off")
 _session_scope = pytest.StashKey[Scope]()
 _session_mode = pytest.StashKey[Mode]()
 _guard = pytest.StashKey[Guard]()
-_item_scope = pytest.StashKey[Scope]()
+_marker_scope = pytest.StashKey[Scope]()  # the running test's, until its teardown ends
 _item_mode = pytest.StashKey[Mode | None]()
 
 
@@ -130,6 +130,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    # A test interrupted (Ctrl-C) never reached its teardown: clean up after it.
+    _finish(config)
     scope = config.stash.get(_session_scope, None)
     if scope is not None and scope.active:
         scope.__exit__(None, None, None)
@@ -362,7 +364,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     else:
         scope = eager_scope(mode == "eager", process=True)
         scope.__enter__()
-        item.stash[_item_scope] = scope
+        item.config.stash[_marker_scope] = scope
     item.stash[_item_mode] = mode
     return (yield)
 
@@ -380,20 +382,25 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def _end_test(item: pytest.Item, report: bool = False) -> None:
     """Exit the test's marker scope, then check and clean what the test left behind."""
-    scope = item.stash.get(_item_scope, None)
-    if scope is not None and scope.active:
+    problems = _finish(item.config)
+    if report and problems:
+        _report(item, item.config.stash[_guard], problems)
+
+
+def _finish(config: pytest.Config) -> list[str]:
+    scope = config.stash.get(_marker_scope, None)
+    if scope is not None:
+        del config.stash[_marker_scope]
         try:
             scope.__exit__(None, None, None)
         except EagerctlError:
             pass  # already gone: the test ended every scope (eagerctl.reset())
-    watch = item.config.stash.get(_current, None)
+    watch = config.stash.get(_current, None)
     if watch is None:
-        return
-    del item.config.stash[_current]
-    guard = item.config.stash[_guard]
-    _check(item.config, watch, restore_flag=guard == "error")
-    if report and watch.problems:
-        _report(item, guard, watch.problems)
+        return []
+    del config.stash[_current]
+    _check(config, watch, restore_flag=config.stash[_guard] == "error")
+    return watch.problems
 
 
 def _check(config: pytest.Config, watch: _Watch, restore_flag: bool) -> None:

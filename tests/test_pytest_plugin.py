@@ -921,3 +921,27 @@ def test_docs_example_shows_what_pytest_prints(pytester: pytest.Pytester) -> Non
         for line in normal(expected.splitlines()):
             assert line in lines[at:], f"{command}: not printed (in this order): {line!r}"
             at = lines.index(line, at) + 1
+
+
+def test_interrupted_session_leaves_nothing_behind(tfdir: pytest.Pytester) -> None:
+    # Ctrl-C in a test: pytest skips its teardown and ends the session.
+    tfdir.makepyfile(
+        """
+        import pytest
+
+        import eagerctl
+
+        @pytest.mark.tf_eager
+        def test_interrupted(probe):
+            eagerctl.graph_scope().__enter__()
+            assert probe() == "graph"
+            raise KeyboardInterrupt
+        """
+    )
+    result = tfdir.runpytest(*ARGS, no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    import eagerctl
+
+    left = eagerctl.status()
+    eagerctl.reset()
+    assert (left.scopes, left.process_flag) == ((), False)
