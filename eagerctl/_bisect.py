@@ -910,7 +910,6 @@ class _Bisector:
         """Call the candidate compiled and eagerly with the inputs its island received."""
         if candidate.inputs is None or candidate.callable is None:
             return [], None, None
-        tf = self.tf
         args, kwargs = candidate.inputs
         fn = candidate.callable
         is_function = _hook.FUNCTION_MODULE in sys.modules and isinstance(
