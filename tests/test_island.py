@@ -378,3 +378,22 @@ def test_islands_in_while_loop_and_cond_match_compiled_gradients() -> None:
 
     x = tf.constant(0.7)
     assert_close(make(lambda y: island(step, y))(x), make(step)(x))
+
+
+def test_tf_gradients_first_and_second_order_match_compiled() -> None:
+    v = tf.Variable(3.0)
+
+    def body(x: Any) -> Any:
+        return x * x * v
+
+    def make(fn: Any) -> Any:
+        @tf.function
+        def f(x: Any) -> Any:
+            y = fn(x)
+            gx, gv = tf.gradients(y, [x, v])
+            return gx, gv, tf.gradients(gx, x)[0]
+
+        return f
+
+    x = tf.constant(2.0)
+    assert_close(make(lambda x: island(body, x))(x), make(body)(x))
