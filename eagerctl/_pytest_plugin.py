@@ -374,20 +374,19 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     try:
         result = yield
     except BaseException:
-        _end_test(item)  # the teardown's own error is the one to report
+        # The teardown's own error is the error to report; what the guard
+        # found is cleaned up all the same, and shown as warnings next to it.
+        for problem in _finish(item.config):
+            _warn(item, f"{problem}. {WARN_HINT}")
         raise
-    _end_test(item, report=True)
+    problems = _finish(item.config)
+    if problems:
+        _report(item, item.config.stash[_guard], problems)
     return result
 
 
-def _end_test(item: pytest.Item, report: bool = False) -> None:
-    """Exit the test's marker scope, then check and clean what the test left behind."""
-    problems = _finish(item.config)
-    if report and problems:
-        _report(item, item.config.stash[_guard], problems)
-
-
 def _finish(config: pytest.Config) -> list[str]:
+    """Exit the running test's marker scope, then check and clean what the test left behind."""
     scope = config.stash.get(_marker_scope, None)
     if scope is not None:
         del config.stash[_marker_scope]
