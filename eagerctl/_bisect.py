@@ -621,6 +621,7 @@ class _Bisector:
         self.created: list[tuple[Any, _Candidate]] = []
         self.error_owner: _Candidate | None = None
         self.base: _Outcome | None = None  # the fresh compiled run every trial is compared with
+        self.failed_trials = 0
         self.final_state: tuple[dict[tuple[int, str], Any], Any, Any] | None = None
 
     # -- what the hooks call ------------------------------------------------------
@@ -843,8 +844,17 @@ class _Bisector:
         self.watch.restore()
         fresh = self.private_function(self.python_fn)
         self.restore_variables()
-        with self._session("trial", subset):
-            outcome = self.run(fresh, graph_scope())
+        try:
+            with self._session("trial", subset):
+                outcome = self.run(fresh, graph_scope())
+        except Exception as exc:  # noqa: BLE001 - a subset that cannot be made eager tells nothing
+            self.traces += 1
+            if not self.failed_trials:
+                self.steps.append(f"a trial failed and counts as no difference: {type(exc).__name__}: "
+                                  f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            self.failed_trials += 1
+            self.trials[subset] = (False, [])
+            return False, []
         self.traces += 1
         assert self.base is not None
         rows = [r for r in self.diff(self.base, outcome) if not r.match]
@@ -1144,6 +1154,13 @@ def _const_diffs(tf: Any, np: Any, old: Any, new: Any) -> list[tuple[Any, Any, A
     return diffs
 
 
+def _new_ops(old: Any, new: Any) -> list[Any]:
+    """Ops of a fresh trace that the graph traced earlier does not have (by graph and name), in order."""
+    old_names = {(key, op.name) for key, graph in _graphs(old) for op in graph.get_operations()}
+    return [op for key, graph in _graphs(new) for op in graph.get_operations()
+            if (key, op.name) not in old_names and op.type not in ("NoOp", "Identity", "Placeholder")]
+
+
 def _short(value: Any) -> str:
     text = repr(value.item() if getattr(value, "size", 2) == 1 else value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -1435,6 +1452,17 @@ def _frozen_culprits(b: _Bisector, stale_rows: list[_compare.Row]) -> list[Culpr
         entry = owners.setdefault(id(c), (c, []))
         entry[1].append(f"constant {op.name!r} was {_short(old)} in the graph traced earlier, {_short(new)} "
                         "in a fresh trace")
+    new_ops = _new_ops(b.reference.graph, b.fresh_graph.graph)
+    if new_ops:
+        # A branch taken differently: the first op only a fresh trace builds is where the graphs part.
+        flow = [op for op in new_ops if _source_findings(
+            op_owner.get(id(op), b.root).code, {n for _, n in op_owner.get(id(op), b.root).watched}
+        )["control-flow"]]
+        op = (flow or new_ops)[0]
+        c = op_owner.get(id(op), b.root)
+        entry = owners.setdefault(id(c), (c, []))
+        entry[1].append(f"a fresh trace builds op {op.name!r} ({op.type}), which the graph traced earlier "
+                        "does not have")
     for var, c in b.created:
         if c.kind in ("function", "tf.function") or c is b.root:
             entry = owners.setdefault(id(c), (c, []))
@@ -1445,7 +1473,14 @@ def _frozen_culprits(b: _Bisector, stale_rows: list[_compare.Row]) -> list[Culpr
     for c, evidence in owners.values():
         created = any("tf.Variable" in e for e in evidence)
         names = sorted({name for _, name in c.watched})
-        if created:
+        branched = any("builds op" in e for e in evidence)
+        flow = _source_findings(c.code, set(names))["control-flow"] if branched else []
+        if flow:
+            cause = Cause("control-flow",
+                          "Python control flow on a value that changed since the graph was traced: the "
+                          "branch taken then is frozen into the graph, eager takes the other one",
+                          [*evidence, *flow])
+        elif created:
             cause = Cause("variable-creation",
                           "a variable created inside the function: compiled, it was created once and keeps "
                           "its value across calls; eager (and a fresh trace) make a new one at every call",

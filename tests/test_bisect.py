@@ -466,3 +466,43 @@ def test_keras_fit_with_dropout_names_dropout_when_graph_and_eager_draw_differen
     # Keras 2: a stateful random op without a fixed stream (tensorflow#34221's usual answer)
     assert [(c.qualname, c.name, c.cause.kind) for c in report.culprits] == [
         ("Dropout.call", "drop", "stateful-random")]
+
+
+AUGMENT = False
+
+
+def augment(x: Any) -> Any:
+    if AUGMENT:  # a Python flag: the branch is decided when the graph is traced
+        x = tf.reverse(x, axis=[0])
+    return x
+
+
+def test_python_control_flow_on_a_flag_changed_after_the_trace() -> None:
+    global AUGMENT
+    AUGMENT = False
+    step = build(augment)
+    step(X)
+    AUGMENT = True
+    try:
+        report = eagerctl.bisect(step, X)
+    finally:
+        AUGMENT = False
+    assert names(report) == ["augment"]
+    cause = report.culprits[0].cause
+    assert cause.kind == "control-flow"
+    assert any("which the graph traced earlier does not have" in e for e in cause.evidence)
+    assert any("`AUGMENT`" in e and "Python value AUGMENT" in e for e in cause.evidence)
+
+
+def test_the_benchmark_names_the_culprit_layer() -> None:
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:  # benchmarks/ is a top-level folder, not part of the package
+        sys.path.insert(0, root)
+    from benchmarks import bisect as bench
+
+    row = bench.measure(5)
+    assert row["found"] and row["candidates"] == 6
+    assert row["runs"] <= row["bound"]
