@@ -130,6 +130,18 @@ def _show_warning(message: Any, category: type[Warning], filename: str, lineno: 
 
 if CHILD_PAGE is None:
 
+    def test_readme_links_and_size() -> None:
+        """The README is the short front door (at most ~12 KB) and its relative links resolve."""
+        text = (ROOT / "README.md").read_text()
+        assert len(text.encode()) <= 12_500
+        targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
+        assert "docs/recipes.md" in targets
+        missing = [t for t in targets if not (ROOT / t).exists()]
+        assert not missing, f"README links to files that do not exist: {missing}"
+        nav = (ROOT / "mkdocs.yml").read_text()
+        unlisted = [p.name for p in (ROOT / "docs").glob("*.md") if f": {p.name}" not in nav]
+        assert not unlisted, f"docs pages missing from the mkdocs.yml nav: {unlisted}"
+
     @pytest.mark.parametrize(
         "page",
         [p for p in PAGES if _has_python_blocks(p)],
