@@ -889,6 +889,7 @@ def test_tf_pattern_unchanged_by_the_default_guard(tfdir: pytest.Pytester) -> No
         "test_tf_pattern.py::FunctionTest::test_a_runs_eagerly_when_asked", True, False, restored=False
     )
     assert f"EagerctlWarning: {message}. {WARN_HINT}" in _warnings(strict)
+    run(tfdir, "-W", "ignore::eagerctl.EagerctlWarning").assert_outcomes(passed=2, warnings=0)
     # Asked for, the error names the test, and the flag is restored at once.
     errors = run(tfdir, "--tf-flag-guard=error")
     errors.assert_outcomes(passed=2, errors=1)
