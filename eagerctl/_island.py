@@ -187,18 +187,22 @@ class _Carry:
     layers resolve their arguments, and replicas may run an island at once.
     """
 
-    __slots__ = ("locals", "name_scope", "thread_mode")
+    __slots__ = ("locals", "name_scope", "tensor_slots", "tensors", "thread_mode")
 
-    def __init__(self, graph: Any, name: str) -> None:
+    def __init__(self, graph: Any) -> None:
         from tensorflow.python.distribute import distribute_lib
 
         self.locals: list[tuple[Any, dict[str, Any]]] = []
+        # Call-context values that are tensors of the graph (a `training` tensor):
+        # fed to the island op, and put into each run's copy of the context.
+        self.tensors: list[Any] = []
+        self.tensor_slots: list[tuple[int, str, str, bool]] = []  # (local, attribute, key, in _state)
         state = _module_attr("keras.src.backend.common.global_state", "GLOBAL_STATE_TRACKER")
         if state is not None:
             captured = {k: _fresh(v) for k, v in vars(state).items() if k not in _KERAS3_SKIP}
             ctx = captured.get("current_call_ctx")
             if ctx is not None:
-                _check_context_values(name, vars(ctx))
+                self._find_tensors(len(self.locals), "current_call_ctx", vars(ctx), False)
             self.locals.append((state, captured))
         seen = set()
         for package in _KERAS2_PACKAGES:
@@ -211,7 +215,7 @@ class _Carry:
                 seen.add(id(local))
                 ctx = getattr(local, "call_context", None)
                 if ctx is not None:
-                    _check_context_values(name, ctx._state)
+                    self._find_tensors(len(self.locals), "call_context", ctx._state, True)
                 # Keras restores a call context's fields in place when the call
                 # returns: keep a copy of them as they are now.
                 self.locals.append((local, {k: _fresh(v) for k, v in vars(local).items()}))
@@ -219,8 +223,15 @@ class _Carry:
         mode = distribute_lib._get_per_thread_mode()
         self.thread_mode = None if isinstance(mode, distribute_lib._DefaultReplicaThreadMode) else mode
 
+    def _find_tensors(self, local: int, attr: str, values: dict[str, Any], in_state: bool) -> None:
+        for key, value in values.items():
+            if _is_graph_tensor(value) and key != "inputs":
+                self.tensor_slots.append((local, attr, key, in_state))
+                self.tensors.append(value)
+
     @contextlib.contextmanager
-    def entered(self) -> Iterator[None]:
+    def entered(self, tensors: Sequence[Any] = ()) -> Iterator[None]:
+        """This thread's state as captured, with `tensors` (this run's values of `self.tensors`)."""
         from tensorflow.python.distribute import distribute_lib
         from tensorflow.python.eager import context
 
@@ -230,6 +241,12 @@ class _Carry:
             saved.append(dict(mine))
             mine.clear()
             mine.update({k: _fresh(v) for k, v in captured.items()})
+        for (index, attr, key, in_state), value in zip(self.tensor_slots, tensors, strict=False):
+            ctx_copy = vars(self.locals[index][0])[attr]
+            if in_state:
+                ctx_copy._state[key] = value
+            else:
+                setattr(ctx_copy, key, value)
         ctx = context.context()
         scope = ctx.scope_name
         ctx.scope_name = f"{self.name_scope}/" if self.name_scope else ""
@@ -266,17 +283,6 @@ def _fresh(value: Any) -> Any:
     if isinstance(value, list):
         return list(value)
     return value
-
-
-def _check_context_values(name: str, values: dict[str, Any]) -> None:
-    for key, value in values.items():
-        if _is_graph_tensor(value) and key != "inputs":
-            raise IslandError(
-                f"@debuggable function {name!r} is called inside a Keras layer call whose {key!r} "
-                f"argument is a symbolic tensor ({value!r}); an eager island cannot read a value of the "
-                f"graph around it that way. Pass {key}= as a Python bool (model(x, {key}=True)), or "
-                "use @debuggable(island=False)"
-            )
 
 
 # -- Keras layer losses ---------------------------------------------------------------
@@ -428,7 +434,7 @@ class _Island:
                           and all(composite is None for _, composite in self.slots))
 
         graph = ops.get_default_graph()
-        self.carry = _Carry(graph, self.name)
+        self.carry = _Carry(graph)
         self.losses = _LossLists(_reachable(self.trace_fn, leaves))
         out, read_vars, handles, scratch_losses = self._trace_scratch()
         self._learn_outputs(out, scratch_losses)
@@ -441,7 +447,8 @@ class _Island:
         # Reading the variables here, next to the op, is what a tape around the
         # graph watches; their gradients come back through these reads.
         var_reads = [v.value() for v in self.variables] if self.differentiable else []
-        op_inputs = inputs + var_reads + handles
+        op_inputs = inputs + var_reads + self.carry.tensors + handles
+        self.context_pos = len(inputs) + len(var_reads)
         self.diff_input_pos = diff_inputs
         self.source_pos = diff_inputs + list(range(len(inputs), len(inputs) + len(var_reads)))
 
@@ -692,7 +699,8 @@ class _Island:
             if tapes:
                 watcher = stack.enter_context(record.VariableWatcher())
             args, kwargs = self._rebuild(tensors)
-            with self.carry.entered():
+            context = eager_inputs[self.context_pos:self.context_pos + len(self.carry.tensors)]
+            with self.carry.entered(context):
                 before = self.losses.snapshot() if self.losses.slots else None
                 try:
                     if self.override:

@@ -291,3 +291,21 @@ def test_keras2_add_metric_in_an_island_reports_like_the_compiled_layer() -> Non
     assert sorted(got) == sorted(want) == ["loss", "mean_abs"]
     assert max_rel_err([got["loss"], got["mean_abs"], *weights],
                        [want["loss"], want["mean_abs"], *ref_weights]) < 1e-4
+
+
+@pytest.mark.skipif(KERAS3, reason="Keras 3 layers take training as a Python bool")
+def test_keras2_training_given_as_a_tensor_reaches_each_run() -> None:
+    keras.utils.set_random_seed(1)
+    block = Block(0.5)
+    model = keras.Sequential([keras.Input(shape=(3,)), block])
+
+    @tf.function
+    def run(x: Any, training: Any) -> Any:
+        return model(x, training=training)
+
+    x = tf.ones((64, 3))
+    run(x, tf.constant(True))
+    run(x, tf.constant(False))
+    assert block.zeros[0] > 0.3  # training: dropped
+    assert block.zeros[1] == 0.0  # inference: nothing dropped
+    assert run.experimental_get_tracing_count() == 1
