@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def same_random_numbers() -> Iterator[None]:
     """Keras random layers (Dropout, ...) that draw the same numbers eagerly and compiled.
 
@@ -16,7 +16,8 @@ def same_random_numbers() -> Iterator[None]:
     numbers differ between an eager run and a graph run of the same program
     with or without eagerctl; its `enable_tf_random_generator()` makes them
     draw from a `tf.random.Generator`, the same in both modes. Restored after
-    the test (the setting is global).
+    the module's tests (the setting is global); module scope, so that a
+    module's fixtures can build their programs under it.
     """
     import tensorflow as tf
     from program_checks import KERAS_3

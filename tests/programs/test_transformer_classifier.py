@@ -104,21 +104,29 @@ def train(program: SimpleNamespace, epochs: int = EPOCHS) -> list[float]:
     return losses.seen
 
 
-def test_losses_weights_and_predictions_match_the_compiled_program() -> None:
+@pytest.fixture(scope="module")
+def trained(same_random_numbers: None) -> dict[str, Any]:
+    """Both programs trained from the same seed, and what that gave (the debugged one trains on later)."""
     debugged, reference = make_program(True), make_program(False)
-    losses, want = train(debugged), train(reference)
-    assert_ran_eagerly_every_step(debugged.record, BATCHES * EPOCHS)
-    assert True not in reference.record
-    assert_close(losses, want, "losses")  # dropout dropped the same units in both
-    assert_close(debugged.model.get_weights(), reference.model.get_weights(), "weights")
-
+    facts: dict[str, Any] = {"debugged": debugged, "losses": train(debugged), "want": train(reference)}
+    facts.update({"record": list(debugged.record), "reference record": list(reference.record),
+                  "weights": debugged.model.get_weights(), "want weights": reference.model.get_weights()})
     debugged.record.clear()
-    predicted = debugged.model.predict(debugged.x, batch_size=8, verbose=0)
-    assert_ran_eagerly_every_step(debugged.record, BATCHES)
-    assert_close(predicted, reference.model.predict(reference.x, batch_size=8, verbose=0), "predictions")
+    facts["predicted"] = debugged.model.predict(debugged.x, batch_size=8, verbose=0)
+    facts["predict record"] = list(debugged.record)
+    facts["want predicted"] = reference.model.predict(reference.x, batch_size=8, verbose=0)
+    return facts
 
 
-def test_memory_stays_flat() -> None:
-    program = make_program(True)
-    train(program, epochs=1)  # warm-up
+def test_losses_weights_and_predictions_match_the_compiled_program(trained: dict[str, Any]) -> None:
+    assert_ran_eagerly_every_step(trained["record"], BATCHES * EPOCHS)
+    assert True not in trained["reference record"]
+    assert_close(trained["losses"], trained["want"], "losses")  # dropout dropped the same units in both
+    assert_close(trained["weights"], trained["want weights"], "weights")
+    assert_ran_eagerly_every_step(trained["predict record"], BATCHES)
+    assert_close(trained["predicted"], trained["want predicted"], "predictions")
+
+
+def test_memory_stays_flat(trained: dict[str, Any]) -> None:
+    program = trained["debugged"]  # trained already: warmed up
     assert_memory_flat(lambda: train(program, epochs=4), warmup=0, steps=1)  # one fit of 12 steps

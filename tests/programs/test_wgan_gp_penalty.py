@@ -136,17 +136,24 @@ def weights(program: SimpleNamespace) -> list[Any]:
     return [*program.wgan.critic.get_weights(), *program.wgan.generator.get_weights()]
 
 
-def test_losses_and_weights_match_the_compiled_program() -> None:
+@pytest.fixture(scope="module")
+def trained(same_random_numbers: None) -> dict[str, Any]:
+    """Both programs trained from the same seed, and what that gave (the debugged one trains on later)."""
     debugged, reference = make_program(True), make_program(False)
     losses, want = train(debugged), train(reference)
+    return {"debugged": debugged, "losses": losses, "want": want, "record": list(debugged.record),
+            "reference record": list(reference.record), "weights": weights(debugged),
+            "want weights": weights(reference)}
+
+
+def test_losses_and_weights_match_the_compiled_program(trained: dict[str, Any]) -> None:
     # The Python loop over critic steps is unrolled in the graph: one island per critic step.
-    assert_ran_eagerly_every_step(debugged.record, BATCHES * EPOCHS, per_step=D_STEPS)
-    assert True not in reference.record
-    assert_close(losses, want, "losses")
-    assert_close(weights(debugged), weights(reference), "weights")
+    assert_ran_eagerly_every_step(trained["record"], BATCHES * EPOCHS, per_step=D_STEPS)
+    assert True not in trained["reference record"]
+    assert_close(trained["losses"], trained["want"], "losses")
+    assert_close(trained["weights"], trained["want weights"], "weights")
 
 
-def test_memory_stays_flat() -> None:
-    program = make_program(True)
-    train(program, epochs=1)  # warm-up
+def test_memory_stays_flat(trained: dict[str, Any]) -> None:
+    program = trained["debugged"]  # trained already: warmed up
     assert_memory_flat(lambda: train(program, epochs=5), warmup=0, steps=1)  # one fit of 10 steps
