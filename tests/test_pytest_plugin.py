@@ -559,13 +559,14 @@ def test_session_option_without_tensorflow_is_a_usage_error(pytester: pytest.Pyt
         "tensorflow halted; None in sys.modules); install it with: pip install tensorflow  "
         "(or tensorflow-cpu on a machine without a GPU)"
     ])
+
+
 # -- leaked scopes ------------------------------------------------------------------
 
 
-def _scope_message(
-    who: str, scope: str, where: str, thread: str = "MainThread", then: str = "eagerctl has exited it"
-) -> str:
-    return f"{who} left {scope} active (entered at {where} in thread {thread!r}); {then}. {SCOPE_FIX}"
+def _scope_message(who: str, scope: str, where: str) -> str:
+    where = f"entered at {where} in thread 'MainThread'"
+    return f"{who} left {scope} active ({where}); eagerctl has exited it. {SCOPE_FIX}"
 
 
 LEAKS = """
