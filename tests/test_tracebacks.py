@@ -1,6 +1,7 @@
 """A check_numerics error (or any error from a `@debuggable` body) points at the user's code:
-pytest hides eagerctl's frames (`__tracebackhide__`), and `eagerctl run` drops them
-from the traceback it prints.
+pytest hides eagerctl's frames (`__tracebackhide__` in the modules' globals), and
+`eagerctl run` drops them from the traceback it prints. Misuse of a scope, and an
+error in a function decorated with a scope, point at the user's lines too.
 """
 
 from __future__ import annotations
@@ -101,3 +102,65 @@ def test_pytest_hides_eagerctl_frames(pytester: pytest.Pytester) -> None:
     assert "_debuggable.py" not in out
     assert "    return forward(tf.constant([1.0, -2.0]))" in out
     assert "E       FloatingPointError: @debuggable forward (check_numerics=True): outputs['logits']" in out
+
+
+SCOPES = textwrap.dedent("""\
+    import tensorflow as tf
+
+    import eagerctl
+
+
+    @eagerctl.eager_scope()
+    def step(x):
+        raise ValueError("bad batch")
+
+
+    def test_body_error():
+        step(tf.constant(1.0))
+
+
+    def test_reentering_an_active_scope():
+        scope = eagerctl.eager_scope()
+        with scope:
+            with scope:
+                pass
+""")
+
+
+def test_pytest_hides_scope_frames_for_body_errors_and_misuse(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_scopes_tb=SCOPES)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=long")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "_scope.py" not in out
+    assert '>       raise ValueError("bad batch")' in out
+    assert ">           with scope:" in out
+    assert "EagerctlError: eager_scope(True) is already active (entered at " in out
+
+
+def test_an_eagerctl_bug_keeps_its_frames(pytester: pytest.Pytester) -> None:
+    """Only deliberate errors and errors raised in user code hide eagerctl's frames."""
+    from eagerctl._errors import hide_from_pytest
+
+    class Info:
+        def __init__(self, exc: BaseException) -> None:
+            self.value, self.tb = exc, exc.__traceback__
+
+    def raised(exc: BaseException) -> BaseException:
+        try:
+            raise exc
+        except BaseException as caught:  # noqa: BLE001
+            return caught
+
+    assert hide_from_pytest(Info(raised(ValueError("user code"))))  # raised in this file, not eagerctl
+    from eagerctl import EagerctlError
+
+    assert hide_from_pytest(Info(raised(EagerctlError("deliberate"))))
+    import eagerctl._scope as scope_module
+
+    try:
+        scope_module.eager_scope(enabled=1)  # type: ignore[arg-type]
+    except TypeError as exc:  # raised inside eagerctl, and not an EagerctlError: frames kept
+        assert not hide_from_pytest(Info(exc))
+    else:
+        pytest.fail("eager_scope(enabled=1) did not raise")
