@@ -148,4 +148,14 @@ def _retraced(signature: Any) -> Any:
     # AutoGraph was applied (or not) when TF made `python_func`; inside the save context every
     # @debuggable it calls builds its compiled body (`compile_for_export`).
     retrace = tf.function(python_func, autograph=False, reduce_retracing=False)
-    return retrace.get_concrete_function(*args, **kwargs)
+    try:
+        return retrace.get_concrete_function(*args, **kwargs)
+    except EagerctlError:
+        raise
+    except Exception as exc:
+        raise EagerctlError(
+            f"the signature {signature.name!r} passed to tf.saved_model.save was traced with an eager "
+            f"island, and eagerctl could not retrace it with the compiled body ({type(exc).__name__}: "
+            f"{exc}); an island cannot run outside this process. Pass the tf.function itself as the "
+            "signature (with an input_signature), so that TensorFlow traces it while it saves"
+        ) from exc

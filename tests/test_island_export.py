@@ -366,3 +366,28 @@ def test_the_retrace_registry_lets_graphs_go() -> None:
     del concrete, uses_island
     gc.collect()
     assert graph_ref() is None
+
+
+def test_a_signature_that_cannot_be_retraced_is_an_error_naming_it(tmp_path: Path) -> None:
+    @eagerctl.debuggable
+    def double(x: Any) -> Any:
+        return x * 2.0
+
+    python_state = {"retraceable": True}
+
+    @tf.function
+    def doubled(x: Any) -> Any:
+        if not python_state["retraceable"]:
+            raise ValueError("the Python state this function was traced with is gone")
+        return double(x)
+
+    signature = doubled.get_concrete_function(tf.TensorSpec([None], tf.float32))
+    python_state["retraceable"] = False
+    with pytest.raises(EagerctlError) as raised:
+        tf.saved_model.save(tf.Module(), str(tmp_path / "m"), signatures=signature)
+    message = str(raised.value)
+    assert message.startswith(f"the signature {signature.name!r} passed to tf.saved_model.save was traced "
+                              "with an eager island, and eagerctl could not retrace it with the compiled "
+                              "body (ValueError: ")
+    assert message.endswith("Pass the tf.function itself as the signature (with an input_signature), so "
+                            "that TensorFlow traces it while it saves")
