@@ -67,6 +67,9 @@ _STATEFUL_RANDOM_OPS = frozenset({
     "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2", "ParameterizedTruncatedNormal",
     "RandomCrop",
 })
+_MAX_CULPRITS = 5
+"""The search stops after this many culprits (3 when the whole difference is at float-rounding level:
+then every layer tends to contribute a little)."""
 _FLOAT_ROUNDING_RTOL = 1e-3
 _FLOAT_ROUNDING_ATOL = 1e-5
 
@@ -622,6 +625,10 @@ class _Bisector:
         self.error_owner: _Candidate | None = None
         self.base: _Outcome | None = None  # the fresh compiled run every trial is compared with
         self.failed_trials = 0
+        self.found_keys: set[Any] = set()
+        self.max_culprits = _MAX_CULPRITS
+        self.truncated = False
+        self.rounding = False
         self.final_state: tuple[dict[tuple[int, str], Any], Any, Any] | None = None
 
     # -- what the hooks call ------------------------------------------------------
@@ -697,9 +704,11 @@ class _Bisector:
     def _observe(self, session: _Session, candidate: _Candidate, items: list[tuple[Any, str]],
                  run: Callable[[], Any]) -> Any:
         parent = session.stack[-1]
-        if candidate.parent is None and candidate is not parent:
-            candidate.parent = parent
-            parent.children.append(candidate)
+        if candidate is not parent:
+            if candidate.parent is None:
+                candidate.parent = parent  # its path in reports: where it was first called from
+            if candidate not in parent.children and parent not in candidate.descendants():
+                parent.children.append(candidate)  # a shared helper is narrowed to from every caller
         self.watch.see(items)
         for item in items:
             if item not in candidate.watched:
@@ -881,6 +890,10 @@ class _Bisector:
             found += group
             done = {c.key for c, _ in group}
             remaining = [c for c in remaining if c.key not in done]
+            self.found_keys |= done
+            if remaining and len(self.found_keys) >= self.max_culprits:
+                self.truncated = True
+                break
             if not group or not remaining or not self.trial(fixed | _keys(remaining))[0]:
                 break
         return found
@@ -1250,6 +1263,7 @@ def bisect(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: floa
 
 
 def _search(b: _Bisector, started: float) -> Bisection:
+    np = b.np
     b.setup()
     if b.compile_error is not None:
         return _compile_error(b, started)
@@ -1296,6 +1310,12 @@ def _search(b: _Bisector, started: float) -> Bisection:
         fresh = graph
     b.base = fresh
     fe_rows = [r for r in b.diff(fresh, eager) if not r.match]
+    b.rounding = _rounding_level(fe_rows, _by_path(fresh), _by_path(eager), np)
+    if b.rounding:
+        b.max_culprits = 3
+        b.steps.append(f"every difference is at the level of float rounding (within rtol="
+                       f"{_FLOAT_ROUNDING_RTOL:g}): the compiled graph orders or fuses float math "
+                       "differently")
     if not fe_rows:
         if not culprits:
             culprits.append(_itself(b, mismatch_rows, graph, eager, cause=Cause(
@@ -1343,6 +1363,9 @@ def _search(b: _Bisector, started: float) -> Bisection:
     b.steps.append(f"eager islands over subsets of the candidates (halving, nested ones narrowed to the "
                    f"innermost): {_plural(b.runs - before, 'trial run')} over "
                    f"{_plural(len(b.trials), 'subset')}")
+    if b.truncated:
+        b.steps.append(f"stopped after {_plural(len(b.found_keys), 'culprit')}: more candidates change the "
+                       "result (pass a looser rtol/atol to see only the large differences)")
     seen: set[Any] = set()
     for c, together in found:
         if c.key in seen:
@@ -1498,6 +1521,20 @@ def _frozen_culprits(b: _Bisector, stale_rows: list[_compare.Row]) -> list[Culpr
 
 
 def _verdict(b: _Bisector, culprits: list[Culprit]) -> str:
+    verdict = _verdict_text(b, culprits)
+    if b.truncated:
+        verdict += " (and more: the search stopped there)"
+    if b.rounding:
+        verdict += "; every difference is at the level of float rounding"
+    return verdict
+
+
+def _by_path(outcome: _Outcome) -> dict[str, Any]:
+    """An outcome's values keyed by the paths `diff` rows use."""
+    return {**outcome.outputs, **{f"variables[{k!r}]": v for k, v in outcome.variables.items()}}
+
+
+def _verdict_text(b: _Bisector, culprits: list[Culprit]) -> str:
     if not culprits:
         return "graph and eager DIFFER, and no candidate explains it"
     if len(culprits) == 1 and culprits[0].kind == "fn itself":
@@ -1507,7 +1544,11 @@ def _verdict(b: _Bisector, culprits: list[Culprit]) -> str:
     if together:
         return ("graph and eager DIFFER only when " + " and ".join(c.qualname for c in together)
                 + " run eagerly together: no one of them alone explains it")
-    return f"graph and eager DIFFER because of {', '.join(c.qualname for c in culprits)}"
+    return f"graph and eager DIFFER because of {', '.join(_short_label(c) for c in culprits)}"
+
+
+def _short_label(c: Culprit) -> str:
+    return f"{c.qualname} ({c.name!r})" if c.kind in ("layer", "model") else c.qualname
 
 
 __all__ = ["Bisection", "Cause", "Culprit", "bisect"]

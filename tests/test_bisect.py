@@ -506,3 +506,25 @@ def test_the_benchmark_names_the_culprit_layer() -> None:
     row = bench.measure(5)
     assert row["found"] and row["candidates"] == 6
     assert row["runs"] <= row["bound"]
+
+
+def test_rounding_level_differences_everywhere_stop_the_search_early_and_say_so() -> None:
+    kernels = []
+    for i in range(8):
+        def kernel(x: Any) -> Any:  # a fused kernel of its own, rounding differently
+            return (x * (1.0 + 1e-4) if tf.executing_eagerly() else x) + 0.25
+
+        kernel.__code__ = kernel.__code__.replace(co_name=f"kernel{i}", co_qualname=f"kernel{i}")
+        kernels.append(kernel)
+
+    @tf.function
+    def step(x: Any) -> Any:
+        for kernel in kernels:
+            x = kernel(x)
+        return pool(x)
+
+    report = eagerctl.bisect(step, X)
+    assert report.verdict == ("graph and eager DIFFER because of kernel0, kernel1, kernel2 (and more: the "
+                              "search stopped there); every difference is at the level of float rounding")
+    assert [c.cause.kind for c in report.culprits] == ["float-rounding"] * 3
+    assert "stopped after 3 culprits: more candidates change the result" in str(report)
