@@ -136,7 +136,22 @@ def call_as_island(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str
 
 
 class IslandError(EagerctlError):
-    """An eager island cannot be built or run as asked.
+    """An eager island cannot be built or run as asked; a subclass of `EagerctlError`.
+
+    Raised while TensorFlow traces the graph that calls a `@debuggable` function,
+    for example inside an XLA-compiled function (`jit_compile=True`, which cannot
+    call back into Python), or for a replica function that synchronizes replicas
+    (`merge_call`) under a `tf.distribute` strategy. The message names the
+    function and the fix (turn `jit_compile` off, use `@debuggable(island=False)`,
+    or decorate the function that calls `strategy.run`). Inside Keras `fit` it
+    reaches you wrapped in Keras's report of the layer call.
+
+    Example::
+
+        try:
+            step(x)
+        except eagerctl.IslandError as exc:
+            print(exc)
 
     AutoGraph re-creates errors raised in converted code, and turns a type it
     does not know into a StagingError; `ag_pass_through` makes it let this one
@@ -198,8 +213,9 @@ class _Carry:
         self.tensors: list[Any] = []
         self.tensor_slots: list[tuple[int, str, str, bool]] = []  # (local, attribute, key, in _state)
         state = _module_attr("keras.src.backend.common.global_state", "GLOBAL_STATE_TRACKER")
-        if state is not None:
-            captured = {k: _fresh(v) for k, v in vars(state).items() if k not in _KERAS3_SKIP}
+        captured = {k: _fresh(v) for k, v in vars(state).items()
+                    if k not in _KERAS3_SKIP and v is not None} if state is not None else {}
+        if captured:
             ctx = captured.get("current_call_ctx")
             if ctx is not None:
                 self._find_tensors(len(self.locals), "current_call_ctx", vars(ctx), False)
@@ -222,6 +238,11 @@ class _Carry:
         self.name_scope = graph.get_name_scope()
         mode = distribute_lib._get_per_thread_mode()
         self.thread_mode = None if isinstance(mode, distribute_lib._DefaultReplicaThreadMode) else mode
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to carry (plain TF code outside Keras, scopes and strategies)."""
+        return not (self.locals or self.name_scope or self.thread_mode is not None)
 
     def _find_tensors(self, local: int, attr: str, values: dict[str, Any], in_state: bool) -> None:
         for key, value in values.items():
@@ -700,7 +721,7 @@ class _Island:
                 watcher = stack.enter_context(record.VariableWatcher())
             args, kwargs = self._rebuild(tensors)
             context = eager_inputs[self.context_pos:self.context_pos + len(self.carry.tensors)]
-            with self.carry.entered(context):
+            with contextlib.nullcontext() if self.carry.empty else self.carry.entered(context):
                 before = self.losses.snapshot() if self.losses.slots else None
                 try:
                     if self.override:
@@ -833,7 +854,7 @@ class _Island:
             raise IslandError(f"eager island {self.name!r}: the order-{order} gradient of one of its "
                               f"calls is not available: {why}")
         # The variables' components depend on the replica context (tf.distribute).
-        with self.carry.entered():
+        with contextlib.nullcontext() if self.carry.thread_mode is None else self.carry.entered():
             return self._differentiate(order, entry, dys)
 
     def _differentiate(self, order: int, entry: _Entry, dys: list[Any]) -> list[Any]:
