@@ -366,7 +366,23 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
         scope.__enter__()
         item.config.stash[_marker_scope] = scope
     item.stash[_item_mode] = mode
-    return (yield)
+    result = yield
+    if item.config.stash.get(_marker_scope, None) is not None:
+        _warn_if_overridden(item, mode == "eager")
+    return result
+
+
+def _warn_if_overridden(item: pytest.Item, eager: bool) -> None:
+    """A local scope in force in the test's thread (a wider fixture's, say) wins over its marker: say so."""
+    top: Any = _local.innermost()
+    if top is None or top.value is eager or not _is_scope(top):
+        return
+    # `tf_both_modes` would run one mode twice, under both ids: never silently.
+    _warn(item, f"{item.nodeid} is marked to run {'eagerly' if eager else 'compiled'}, but "
+                f"{top.scope!r} ({top.describe()}) is a local scope in force in its thread, and a "
+                f"local scope wins over the marker: its tf.functions run "
+                f"{'compiled' if eager else 'eagerly'}. Exit that scope before this test, or "
+                f"mark the test to match it")
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)

@@ -972,3 +972,34 @@ def test_with_this_repos_own_idle_fixture_a_leak_fails_one_test_only(pytester: p
     result.assert_outcomes(passed=2, errors=1, warnings=1)
     result.stdout.fnmatch_lines(["E       AssertionError: test left scopes active*"])
     assert "::test_innocent" not in result.stdout.str().split("short test summary")[-1]
+
+
+def test_a_marker_a_local_scope_overrides_is_a_warning(tfdir: pytest.Pytester) -> None:
+    path = tfdir.makepyfile(
+        """
+        import pytest
+
+        import eagerctl
+
+        @pytest.fixture(scope="module")
+        def compiled():
+            with eagerctl.graph_scope():  # module-scope
+                yield
+
+        @pytest.mark.tf_both_modes
+        def test_step(compiled, probe, tf_mode):
+            assert probe() == "graph"  # in both variants: the local scope wins
+
+        @pytest.mark.tf_graph
+        def test_agrees(compiled, probe):
+            assert probe() == "graph"
+        """
+    )
+    result = run(tfdir)
+    result.assert_outcomes(passed=3, warnings=1)
+    assert (
+        f"{path.name}::test_step[tf-eager] is marked to run eagerly, but graph_scope() (entered at "
+        f"{path}:{_line_of(path, '# module-scope')} in thread 'MainThread') is a local scope in force "
+        "in its thread, and a local scope wins over the marker: its tf.functions run compiled. Exit "
+        "that scope before this test, or mark the test to match it"
+    ) in _warnings(result)
