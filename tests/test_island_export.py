@@ -391,3 +391,39 @@ def test_a_signature_that_cannot_be_retraced_is_an_error_naming_it(tmp_path: Pat
                               "body (ValueError: ")
     assert message.endswith("Pass the tf.function itself as the signature (with an input_signature), so "
                             "that TensorFlow traces it while it saves")
+
+
+CALLS: list[bool] = []  # module level: AutoGraph treats globals and closure cells differently
+
+
+def test_compiled_bodies_are_converted_with_the_callers_autograph_options(tmp_path: Path) -> None:
+    """The compiled body (an export, or island=False) is converted as TF converts the plain function.
+
+    AutoGraph's `ConversionOptions()` default turns on every optional feature, which rewrites
+    `list.append` into a list op: `CALLS.append(...)` on a module-level list then failed with
+    UnboundLocalError. tf.function passes no optional features.
+    """
+    CALLS.clear()
+
+    @eagerctl.debuggable(island=False)
+    def traced_in(x: Any) -> Any:
+        CALLS.append(tf.executing_eagerly())
+        return x * 2.0
+
+    @eagerctl.debuggable
+    def island(x: Any) -> Any:
+        CALLS.append(tf.executing_eagerly())
+        return x + 1.0
+
+    class Both(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([], tf.float32)])
+        def __call__(self, x: Any) -> Any:
+            return island(traced_in(x))
+
+    both = Both()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EagerctlWarning)
+        assert float(both(tf.constant(1.0))) == 3.0
+        tf.saved_model.save(both, str(tmp_path / "both"))
+    assert float(tf.saved_model.load(str(tmp_path / "both"))(tf.constant(2.0))) == 5.0
+    assert CALLS == [False, False, True, False, False]  # traced, island scratch trace, run; saved
