@@ -11,6 +11,8 @@ What it adds:
   ids ending `[tf-eager]` and `[tf-graph]`). A marked test runs inside a
   process scope entered before its fixtures are set up and exited after they
   are torn down. The nearest marker wins (function over class over module).
+  A local scope already in force in the test's thread (a wider fixture's)
+  wins over a marker; the plugin warns when it contradicts one.
 - Fixture `tf_mode`: `"eager"` or `"graph"`, the mode this test runs in.
 - A guard (`--tf-flag-guard` / ini `tf_flag_guard`: `warn`, the default,
   `error` or `off`). After each test's teardown it looks for what the test left
