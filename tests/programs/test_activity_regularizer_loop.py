@@ -1,9 +1,12 @@
 """A custom training loop over a model with a layer that regularizes its activations via `add_loss`.
 
 In the style of the Keras guides "Making new layers and models via
-subclassing" (a layer calling `self.add_loss`) and "Writing a training loop
-from scratch" (a compiled `train_step` that adds `sum(model.losses)`). The
-suspect a user would decorate: the regularizing layer's `call`.
+subclassing" (a layer calling `self.add_loss`; on Keras 2 also
+`self.add_metric`) and "Writing a training loop from scratch" (a compiled
+`train_step` that adds `sum(model.losses)`). The same model is also trained
+with `compile` and `fit`, which add the layer's losses (and on Keras 2 report
+its metric) by themselves. The suspect a user would decorate: the
+regularizing layer's `call`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from program_checks import (
+    KERAS_3,
     assert_close,
     assert_memory_flat,
     assert_ran_eagerly_every_step,
@@ -40,6 +44,8 @@ def make_program(debug: bool) -> SimpleNamespace:
         def call(self, inputs: Any) -> Any:
             note(tf.executing_eagerly())
             self.add_loss(self.rate * tf.reduce_mean(tf.abs(inputs)))
+            if not KERAS_3:  # Keras 3 has no add_metric
+                self.add_metric(tf.reduce_mean(inputs), name="mean_activation")
             return inputs
 
     keras.utils.set_random_seed(1234)
@@ -92,3 +98,21 @@ def test_memory_stays_flat() -> None:
     program = make_program(True)
     x_batch, y_batch = next(iter(program.dataset))
     assert_memory_flat(lambda: program.train_step(x_batch, y_batch))
+
+
+def test_fit_reports_the_same_losses_and_metric_as_the_compiled_program() -> None:
+    debugged, reference = make_program(True), make_program(False)
+    x_train = np.concatenate([x for x, _ in debugged.dataset])
+    y_train = np.concatenate([y for _, y in debugged.dataset])
+    histories = []
+    for program in (debugged, reference):
+        program.model.compile(optimizer=keras.optimizers.SGD(0.05),
+                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = program.model.fit(x_train, y_train, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        histories.append(history.history)
+    got, want = histories
+    assert sorted(got) == sorted(want) == (["loss"] if KERAS_3 else ["loss", "mean_activation"])
+    assert_ran_eagerly_every_step(debugged.record, STEPS)
+    for name in want:
+        assert_close(got[name], want[name], name)
+    assert_close(debugged.model.get_weights(), reference.model.get_weights(), "weights")
