@@ -772,8 +772,16 @@ class _Bisector:
 
         count0 = self.graph_fn.experimental_get_tracing_count()
         self.compile_error: Exception | None = None
+        self.fresh_graph: Any = None
+        # XLA cannot hold eager islands: trials trace without it, so the candidates come from such a
+        # trace, made first; the XLA trace then starts from the same Python state.
+        self.jit = bool(getattr(self.graph_fn, "_jit_compile", False))
+        if self.jit:
+            self.discover_fresh(record)
+            self.watch.restore()
+        observe = contextlib.nullcontext() if self.jit else self._session("discover")
         try:
-            with self._session("discover"), graph_scope(), tf.variable_creator_scope(record):
+            with observe, graph_scope(), tf.variable_creator_scope(record):
                 self.reference = self.graph_fn.get_concrete_function(*self.args, **self.kwargs)
         except Exception as exc:  # noqa: BLE001 - compiled fails: maybe eager does not (a difference)
             self.compile_error = exc
@@ -781,19 +789,15 @@ class _Bisector:
             self.variables = _compare._collect_variables(tf, _NoGraph, [], self.args, self.kwargs)
             self.snapshot = [(var, self.np.array(var.numpy(), copy=True)) for var in self.variables.values()]
             return
+        traced = self.graph_fn.experimental_get_tracing_count() != count0
         self.traces += self.graph_fn.experimental_get_tracing_count() - count0
-        self.fresh_graph: Any = None
-        if self.graph_fn.experimental_get_tracing_count() != count0:
-            if self.graph_fn is self.target:
-                # The program's own function keeps this trace: at the end, the Python state is the
-                # one it left, as if the program had traced it itself.
-                self.final_state = self.watch.current()
-        else:
+        if traced and self.graph_fn is self.target:
+            # The program's own function keeps this trace: at the end, the Python state is the
+            # one it left, as if the program had traced it itself.
+            self.final_state = self.watch.current()
+        if not traced and not self.jit:
             # Traced before: what the program runs is that graph. Trace afresh to see the candidates.
-            self.fresh = self.private_function(self.python_fn)
-            with self._session("discover"), graph_scope(), tf.variable_creator_scope(record):
-                self.fresh_graph = self.fresh.get_concrete_function(*self.args, **self.kwargs)
-            self.traces += 1
+            self.discover_fresh(record)
         variables = _compare._collect_variables(tf, self.reference, [v for v, _ in self.created], self.args,
                                                 self.kwargs)
         if self.fresh_graph is not None:
@@ -802,6 +806,12 @@ class _Bisector:
                     variables[key if key not in variables else f"{key}#fresh"] = var
         self.variables = variables
         self.snapshot = [(var, self.np.array(var.numpy(), copy=True)) for var in variables.values()]
+
+    def discover_fresh(self, record: Callable[..., Any]) -> None:
+        self.fresh = self.private_function(self.python_fn)
+        with self._session("discover"), graph_scope(), self.tf.variable_creator_scope(record):
+            self.fresh_graph = self.fresh.get_concrete_function(*self.args, **self.kwargs)
+        self.traces += 1
 
     def private_function(self, python_fn: Any) -> Any:
         """A new tf.function of `python_fn` for one trial, without TF's "frequent retracing" warning."""
@@ -1252,8 +1262,8 @@ def bisect(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: floa
     graph_fn = target if is_tf_function else tf.function(target)
     b = _Bisector(target, python_fn=python_fn, graph_fn=graph_fn, name=name, args=args, kwargs=dict(kwargs),
                   rtol=float(rtol), atol=float(atol))
-    b.hooks.install()
     try:
+        b.hooks.install()
         return _search(b, started)
     finally:
         b.hooks.uninstall()
@@ -1298,12 +1308,27 @@ def _search(b: _Bisector, started: float) -> Bisection:
                       f"graph and eager AGREE (rtol={b.rtol:g}, atol={b.atol:g}); nothing to bisect")
 
     culprits: list[Culprit] = []
-    if b.fresh_graph is not None:
+    if b.fresh_graph is not None and b.jit:
+        fresh = b.run(b.fresh, graph_scope())
+        xla_rows = [r for r in b.diff(graph, fresh) if not r.match]
+        b.steps.append(f"{b.name} is XLA-compiled (jit_compile=True); trials run without XLA, and without "
+                       f"XLA it computes {'the same' if not xla_rows else 'differently'}")
+        if xla_rows:
+            rounding = _rounding_level(xla_rows, _by_path(graph), _by_path(fresh), np)
+            culprits.append(_itself(b, xla_rows, graph, fresh, cause=Cause(
+                "float-rounding" if rounding else "xla",
+                "XLA (jit_compile=True) compiles the graph into different kernels"
+                + (", which round differently: not a bug in itself" if rounding else
+                   ": the same graph without XLA computes differently (try jit_compile=False)"),
+                [f"{r.path}: max |XLA - no XLA| {_compare._fmt_diff(r.max_abs_diff)}"
+                 for r in xla_rows[:3]])))
+    elif b.fresh_graph is not None:
         fresh = b.run(b.fresh, graph_scope())
         stale_rows = [r for r in b.diff(graph, fresh) if not r.match]
         b.steps.append(f"{b.name} was traced before this call; a fresh trace of it "
                        + ("computes the same as that graph" if not stale_rows else
-                          "computes differently from that graph: something it read while traced has changed"))
+                          "computes differently from that graph: something it read while traced has "
+                          "changed"))
         if stale_rows:
             culprits += _frozen_culprits(b, stale_rows)
     else:

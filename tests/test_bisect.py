@@ -528,3 +528,20 @@ def test_rounding_level_differences_everywhere_stop_the_search_early_and_say_so(
                               "search stopped there); every difference is at the level of float rounding")
     assert [c.cause.kind for c in report.culprits] == ["float-rounding"] * 3
     assert "stopped after 3 culprits: more candidates change the result" in str(report)
+
+
+@tf.function(jit_compile=True)
+def xla_step(x: Any) -> Any:
+    # tensorflow#58752: cosh(cosh(x)) overflows to values whose tan differs between XLA and TF kernels
+    return tf.math.tan(tf.math.cosh(tf.math.cosh(x)))
+
+
+def test_an_xla_compiled_function_is_bisected_without_xla_and_xla_is_named() -> None:
+    x = tf.random.stateless_uniform([64], seed=(1, 2), minval=-5, maxval=5, dtype=tf.float64)
+    report = eagerctl.bisect(xla_step, x, rtol=0, atol=0)
+    if report.match:  # pragma: no cover - XLA and TF kernels happened to agree on this machine
+        pytest.skip("XLA computes the same here")
+    culprit = report.culprits[0]
+    assert (culprit.kind, culprit.cause.kind) in {("fn itself", "xla"), ("fn itself", "float-rounding")}
+    assert "XLA (jit_compile=True)" in culprit.cause.summary
+    assert any("trials run without XLA" in step for step in report.steps)
