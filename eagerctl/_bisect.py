@@ -1593,6 +1593,8 @@ def bisect_first_call(target: Any, label: str) -> Any:
     """
     from ._debuggable import _build_into_graph
 
+    if _FIRST_CALL is not None and isinstance(target, _FIRST_CALL):
+        return target  # wrapped already (the program bound the same object twice)
     done = [False]
 
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

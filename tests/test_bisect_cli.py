@@ -67,3 +67,14 @@ def test_run_bisect_of_a_module_function_and_a_bad_target(
     assert "eagerctl run: error: --bisect steps:nothing: steps has no attribute 'nothing'" in err
     status, out, err = run(["run", "--bisect", "steps", str(script)], capsys)
     assert status == 2 and "--bisect 'steps': expected MODULE:QUALNAME" in err
+
+
+def test_run_bisect_of_a_function_first_called_while_tracing_warns_and_the_program_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text(PROGRAM)
+    status, out, err = run(["run", "--bisect", "__main__:scale", str(script)], capsys)
+    assert (status, out) == (0, "step 0 5.0\nstep 1 5.0\nstep 2 5.0\ncalls 1\n")
+    assert ("eagerctl run: warning: --bisect __main__:scale: its first call came while TensorFlow traced "
+            "'step', where it cannot be run and bisected") in err
+    assert "bisected:" not in err
