@@ -173,10 +173,11 @@ LOADER = textwrap.dedent('''
         if key in paths:
             loaded = tf.saved_model.load(paths[key])
             out[key] = loaded.serve(tf.constant(x)).numpy().tolist()
-    if "keras2_savedmodel" in paths:
-        loaded = tf.saved_model.load(paths["keras2_savedmodel"])
-        (value,) = loaded.signatures["serving_default"](tf.constant(x)).values()
-        out["keras2_savedmodel"] = value.numpy().tolist()
+    for key in ("keras_tf_save", "keras2_savedmodel"):
+        if key in paths:
+            loaded = tf.saved_model.load(paths[key])
+            (value,) = loaded.signatures["serving_default"](tf.constant(x)).values()
+            out[key] = value.numpy().tolist()
     if "keras_file" in paths:
         @keras.utils.register_keras_serializable("eagerctl_export")
         class Scale(keras.layers.Layer):
@@ -233,6 +234,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     facts["keras_island_runs"] = keras_record.count(True)
     expected = plain_model(X_NEW)
     save("export", model.export, expected)
+    save("keras_tf_save", lambda p: tf.saved_model.save(model, p), expected)
 
     @tf.function
     def serve(x: Any) -> Any:
@@ -258,7 +260,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return facts
 
 
-SAVED_MODELS = ["module", "signature", "method", "export", "archive"]
+SAVED_MODELS = ["module", "signature", "method", "export", "keras_tf_save", "archive"]
 if not KERAS_3:
     SAVED_MODELS.append("keras2_savedmodel")
 
