@@ -390,6 +390,9 @@ class _Watch:
                     code = getattr(member, "__code__", None)
                     if code is not None and _is_user_code(code):
                         names |= _names(code)
+        if _is_layer(obj):
+            # Keras's own state (`built`, `trainable`, ...): restoring `built` would build the layer again.
+            names = names - _keras_internal_names(type(obj))
         return [(obj, n) for n in sorted(names) if n in attrs and _plain(attrs[n])]
 
     def see(self, items: list[tuple[Any, str]]) -> None:
@@ -571,6 +574,24 @@ def _layer_classes() -> list[type]:
         if isinstance(layer, type) and "__call__" in layer.__dict__ and layer not in classes:
             classes.append(layer)
     return classes
+
+
+_KERAS_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _keras_internal_names(layer_type: type) -> frozenset[str]:
+    """Attribute names Keras's base Layer (of this layer's Keras) sets or defines itself."""
+    base = next((cls for cls in _layer_classes() if issubclass(layer_type, cls)), None)
+    if base is None:
+        return frozenset()
+    names = _KERAS_NAMES.get(base)
+    if names is None:
+        found = set(dir(base))
+        with contextlib.suppress(Exception):  # a Keras whose bare Layer cannot be made: its class names only
+            found |= set(vars(base()))
+        found |= {"built", "trainable", "name", "dtype", "supports_masking", "input_spec"}
+        names = _KERAS_NAMES[base] = frozenset(found)
+    return names
 
 
 def _is_layer(obj: Any) -> bool:

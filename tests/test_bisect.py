@@ -545,3 +545,31 @@ def test_an_xla_compiled_function_is_bisected_without_xla_and_xla_is_named() -> 
     assert (culprit.kind, culprit.cause.kind) in {("fn itself", "xla"), ("fn itself", "float-rounding")}
     assert "XLA (jit_compile=True)" in culprit.cause.summary
     assert any("trials run without XLA" in step for step in report.steps)
+
+
+class Gain(keras.layers.Layer):
+    """Keras-2-style build that sets `self.built` itself, and a Python counter."""
+
+    def build(self, input_shape: Any) -> None:
+        self.gain = self.add_weight(name="gain", shape=(), initializer="ones")
+        self.calls = 0
+        self.built = True
+
+    def call(self, x: Any) -> Any:
+        self.calls += 1
+        return x * self.gain * float(self.calls)
+
+
+def test_a_layer_built_during_bisect_is_built_once_and_keeps_its_weights() -> None:
+    gain = Gain()
+
+    @tf.function
+    def step(x: Any) -> Any:
+        return head(gain(normalize(x)))
+
+    report = eagerctl.bisect(step, X)  # the first call: bisect's trace builds the layer
+    assert names(report) == ["Gain.call"]
+    assert gain.built and len(gain.weights) == 1
+    weight = gain.weights[0]
+    step(X)
+    assert gain.weights[0] is weight
