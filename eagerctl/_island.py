@@ -17,7 +17,8 @@ How the op is built, at trace time:
 2. The thread-local state the body's trace sees (Keras's call context and
    training flag, autocast and dtype policy, name scope, `tf.distribute`
    replica or cross-replica context, see `_Carry`) is captured, and re-entered
-   on the TF executor thread around each run.
+   on the TF executor thread around each run; a call-context value that is a
+   graph tensor (Keras 2 `training`) is an op input, set in each run's copy.
 3. The graph tensors among the arguments become the op's inputs; everything
    else (Python values, variables, the Keras layer `self`) is closed over. The
    values of the trainable variables the body read are inputs too (their
@@ -32,9 +33,9 @@ How the op is built, at trace time:
    tapes, second order).
 
 Memory. An island op is built with two Python callbacks: one records nothing,
-the other records tapes. The graph holds the one that records nothing until
-TensorFlow builds a gradient for the op; then the op is switched to the one
-that records. A function called under a tape outside it keeps its inference
+the other records tapes. The op calls the one that records nothing until
+TensorFlow builds a gradient for it; then its `token` attribute is switched
+to the one that records. A function called under a tape outside it keeps its inference
 graph (built before the gradient) recording nothing, so inference calls keep
 no tapes even after a gradient was taken. Kept tapes are bounded per island by
 runs (`KEEP_PENDING`, `KEEP_DONE`) and by an estimate of their bytes
