@@ -797,28 +797,28 @@ class _Bisector:
         # XLA cannot hold eager islands: trials trace without it, so the candidates come from such a
         # trace, made first; the XLA trace then starts from the same Python state.
         self.jit = bool(getattr(self.graph_fn, "_jit_compile", False))
-        if self.jit:
-            self.discover_fresh(record)
-            self.watch.restore()
         observe = contextlib.nullcontext() if self.jit else self._session("discover")
         try:
+            if self.jit:
+                self.discover_fresh(record)
+                self.watch.restore()
             with observe, graph_scope(), tf.variable_creator_scope(record):
                 self.reference = self.graph_fn.get_concrete_function(*self.args, **self.kwargs)
+            traced = self.graph_fn.experimental_get_tracing_count() != count0
+            if not traced and not self.jit:
+                # Traced before: what the program runs is that graph. Trace afresh to see the candidates.
+                self.discover_fresh(record)
         except Exception as exc:  # noqa: BLE001 - compiled fails: maybe eager does not (a difference)
             self.compile_error = exc
             self.traces += 1
             self.variables = _compare._collect_variables(tf, _NoGraph, [], self.args, self.kwargs)
             self.snapshot = [(var, self.np.array(var.numpy(), copy=True)) for var in self.variables.values()]
             return
-        traced = self.graph_fn.experimental_get_tracing_count() != count0
         self.traces += self.graph_fn.experimental_get_tracing_count() - count0
         if traced and self.graph_fn is self.target:
             # The program's own function keeps this trace: at the end, the Python state is the
             # one it left, as if the program had traced it itself.
             self.final_state = self.watch.current()
-        if not traced and not self.jit:
-            # Traced before: what the program runs is that graph. Trace afresh to see the candidates.
-            self.discover_fresh(record)
         variables = _compare._collect_variables(tf, self.reference, [v for v, _ in self.created], self.args,
                                                 self.kwargs)
         if self.fresh_graph is not None:
