@@ -39,24 +39,23 @@ of it is restored, so `bisect` never advances training.
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import html
 import inspect
 import math
 import os
 import sys
-import sysconfig
-import textwrap
 import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _compare, _hook
 from ._errors import EagerctlError
 from ._scope import eager_scope, graph_scope
+
+if TYPE_CHECKING:
+    import ast
 
 _MISSING = object()
 
@@ -213,6 +212,8 @@ class Bisection:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        import html
+
         esc = html.escape
         rows = []
         for i, c in enumerate(self.culprits, 1):
@@ -285,6 +286,8 @@ _SKIP_DIRS: tuple[str, ...] | None = None
 def _skip_dirs() -> tuple[str, ...]:
     global _SKIP_DIRS
     if _SKIP_DIRS is None:
+        import sysconfig
+
         dirs = {os.path.dirname(os.path.abspath(__file__)) + os.sep}
         for key in ("stdlib", "platstdlib", "purelib", "platlib"):
             path = sysconfig.get_paths().get(key)
@@ -1007,6 +1010,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _source_tree(code: Any) -> tuple[ast.AST, int] | None:
+    import ast
+    import textwrap
+
     try:
         lines, _ = inspect.findsource(code)
     except (OSError, TypeError):
@@ -1020,6 +1026,8 @@ def _source_tree(code: Any) -> tuple[ast.AST, int] | None:
 
 
 def _dotted(node: ast.AST) -> str:
+    import ast
+
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
@@ -1031,6 +1039,8 @@ def _dotted(node: ast.AST) -> str:
 
 def _source_findings(code: Any, watched_names: set[str]) -> dict[str, list[str]]:
     """Patterns in a candidate's own source: Python/NumPy random, branches on mode or Python values."""
+    import ast
+
     found: dict[str, list[str]] = {"python-random": [], "control-flow": [], "tf-random": []}
     parsed = _source_tree(code) if code is not None else None
     if parsed is None:
