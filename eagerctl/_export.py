@@ -15,9 +15,9 @@ are part of the tracing cache key (`function_context.make_function_context`),
 so the save never reuses a graph traced outside it. A `ConcreteFunction` got
 before the save and passed as a signature (`signatures=f.get_concrete_function(
 spec)`, Keras `ExportArchive` endpoints without an input signature) is the one
-thing TF saves as it is. For those, `note_island` remembers, for every graph
-being traced when an island is built, the Python function TF traces it from
-(`func_graph_from_py_func`'s argument, the same in TF 2.13 to 2.21); at save
+thing TF saves as it is. For those, `note_island` remembers, on every tf.function
+graph being traced when an island is built, the Python function TF traces it
+from (`func_graph_from_py_func`'s argument, the same in TF 2.13 to 2.21); at save
 time `_canonicalize_signatures` (wrapping TF's `canonicalize_signatures`,
 installed the first time an island is built) retraces such a signature from
 that function and its input signature, inside the save context, so it too
@@ -29,7 +29,6 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -39,8 +38,11 @@ _SAVE_CONTEXT = "tensorflow.python.saved_model.save_context"
 
 _lock = threading.Lock()
 _warned_for: Any = None  # the SaveOptions of the last save that warned (one warning per save)
-# Graph with an island (traced from a tf.function) -> the Python function TF traced it from.
-_sources: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
+# The attribute of a tf.function's graph with an island that holds the Python function TF traced
+# it from. On the graph, not in a table here: that function may close over the graph's owner
+# (Keras's train function over its model), a cycle the garbage collector frees with the graph,
+# where a module-level table would keep them all alive forever.
+_SOURCE = "_eagerctl_traced_from"
 _original_canonicalize: Callable[..., Any] | None = None
 
 
@@ -95,7 +97,7 @@ def note_island() -> None:
                 local = frame.f_locals
                 graph, python_func = local.get("func_graph"), local.get("python_func")
                 if graph is not None and python_func is not None:
-                    _sources[graph] = python_func
+                    setattr(graph, _SOURCE, python_func)
             frame = frame.f_back  # type: ignore[assignment]
     if _original_canonicalize is None:
         install()
@@ -126,7 +128,7 @@ def uninstall() -> None:
 def _canonicalize_signatures(signatures: Any) -> Any:
     original = _original_canonicalize
     assert original is not None  # installed before it can be called
-    if signatures is not None and _sources:
+    if signatures is not None:
         from collections.abc import Mapping
 
         if isinstance(signatures, Mapping):
@@ -138,8 +140,7 @@ def _canonicalize_signatures(signatures: Any) -> Any:
 
 def _retraced(signature: Any) -> Any:
     """`signature` itself, or, for a ConcreteFunction traced with an island, a compiled retrace."""
-    graph = getattr(signature, "graph", None)
-    python_func = _sources.get(graph) if graph is not None else None
+    python_func = getattr(getattr(signature, "graph", None), _SOURCE, None)
     if python_func is None:
         return signature
     import tensorflow as tf

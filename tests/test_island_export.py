@@ -349,7 +349,7 @@ def test_the_signature_wrapper_is_installed_with_the_first_island_and_can_be_rem
     assert signature_serialization.canonicalize_signatures is _export._canonicalize_signatures
 
 
-def test_the_retrace_registry_lets_graphs_go() -> None:
+def test_what_a_retrace_needs_goes_with_the_graph() -> None:
     import gc
 
     from eagerctl import _export
@@ -364,7 +364,7 @@ def test_the_retrace_registry_lets_graphs_go() -> None:
 
     concrete = uses_island.get_concrete_function(tf.TensorSpec([], tf.float32))
     graph_ref = weakref.ref(concrete.graph)
-    assert concrete.graph in _export._sources
+    assert callable(getattr(concrete.graph, _export._SOURCE))
     del concrete, uses_island
     gc.collect()
     assert graph_ref() is None
@@ -429,3 +429,49 @@ def test_compiled_bodies_are_converted_with_the_callers_autograph_options(tmp_pa
         tf.saved_model.save(both, str(tmp_path / "both"))
     assert float(tf.saved_model.load(str(tmp_path / "both"))(tf.constant(2.0))) == 5.0
     assert CALLS == [False, False, True, False, False]  # traced, island scratch trace, run; saved
+
+
+def test_what_a_retrace_needs_does_not_keep_an_object_whose_function_closes_over_it() -> None:
+    """Keras's train function closes over its model: remembering it must not make the model immortal."""
+    import gc
+
+    @eagerctl.debuggable
+    def double(x: Any) -> Any:
+        return x * 2.0
+
+    class Trainer:
+        def __init__(self) -> None:
+            self.scale = tf.Variable(3.0)
+
+            def step(x: Any) -> Any:
+                return double(x) * self.scale
+
+            self.step = tf.function(step)
+
+    trainer = Trainer()
+    assert float(trainer.step(tf.constant(1.0))) == 6.0
+    gone = weakref.ref(trainer)
+    del trainer
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_signature_whose_tf_function_is_gone_is_still_retraced(tmp_path: Path) -> None:
+    """`signatures=tf.function(f).get_concrete_function(spec)`: the tf.function object is dropped."""
+
+    @eagerctl.debuggable
+    def double(x: Any) -> Any:
+        return x * 2.0
+
+    def doubled_plus_one(x: Any) -> Any:
+        return double(x) + 1.0
+
+    spec = tf.TensorSpec([None], tf.float32, name="x")
+    signature = tf.function(doubled_plus_one).get_concrete_function(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EagerctlWarning)
+        tf.saved_model.save(tf.Module(), str(tmp_path / "m"), signatures=signature)
+    assert "EagerPyFunc" not in saved_ops(tmp_path / "m")
+    loaded = tf.saved_model.load(str(tmp_path / "m"))
+    (value,) = loaded.signatures["serving_default"](x=tf.constant([1.0, 2.0])).values()
+    assert value.numpy().tolist() == [3.0, 5.0]
