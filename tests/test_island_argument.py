@@ -208,3 +208,22 @@ def test_keras_train_step_with_model_optimizer_and_loss_as_arguments() -> None:
     assert eager_runs == [False, True, True, True]
     for got, want in zip(model.get_weights(), ref_model.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("reduce_retracing", [False, True])
+def test_debuggable_inside_a_structure_of_arguments(reduce_retracing: bool) -> None:
+    eager_runs: list[bool] = []
+
+    def l1(y: Any, p: Any) -> Any:
+        eager_runs.append(tf.executing_eagerly())
+        return tf.reduce_mean(tf.abs(y - p))
+
+    @tf.function(reduce_retracing=reduce_retracing)
+    def total(losses: dict[str, Any], y: Any, p: Any) -> Any:
+        return tf.add_n([fn(y, p) for fn in losses.values()])
+
+    y, p = tf.constant([1.0, 2.0]), tf.constant([0.0, 0.0])
+    assert float(total({"l1": l1}, y, p)) == 1.5
+    assert float(total({"l1": eagerctl.debuggable(l1)}, y, p)) == 1.5
+    assert eager_runs == [False, False, True]
+    assert total.experimental_get_tracing_count() == 2
