@@ -1303,7 +1303,7 @@ def bisect(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: floa
         b.watch.restore(b.final_state)
 
 
-def _search(b: _Bisector, started: float) -> Bisection:
+def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0911 - one return per plain verdict
     np = b.np
     b.setup()
     if b.compile_error is not None:
@@ -1419,6 +1419,11 @@ def _search(b: _Bisector, started: float) -> Bisection:
     b.steps.append(f"eager islands over subsets of the candidates (halving, nested ones narrowed to the "
                    f"innermost): {_plural(b.runs - before, 'trial run')} over "
                    f"{_plural(len(b.trials), 'subset')}")
+    if len({c.key for c, _ in found}) > 1 or b.truncated:
+        # Several culprits: make sure tracing itself is repeatable, or every trial differs.
+        unstable = _unstable_trace(b)
+        if unstable:
+            return result(False, unstable, _verdict(b, unstable))
     if b.truncated:
         b.steps.append(f"stopped after {_plural(len(b.found_keys), 'culprit')}: more candidates change the "
                        "result (pass a looser rtol/atol to see only the large differences)")
@@ -1467,6 +1472,41 @@ def _compile_error(b: _Bisector, started: float) -> Bisection:
                      verdict=f"{b.name} FAILS compiled and runs eagerly, because of {culprit.qualname}",
                      mismatches=["output"], max_abs_diff=math.inf, runs=b.runs, traces=b.traces,
                      candidates=names, steps=b.steps, seconds=time.perf_counter() - started)
+
+
+def _unstable_trace(b: _Bisector) -> list[Culprit]:
+    """Culprits when two traces of `fn` from the same state differ (a Python value that changes by itself)."""
+    base_graph = (b.fresh_graph if b.fresh_graph is not None else b.reference).graph
+    b.watch.restore()
+    again = b.private_function(b.python_fn)
+    with graph_scope():
+        concrete = again.get_concrete_function(*b.args, **b.kwargs)
+    b.traces += 1
+    assert b.base is not None
+    rows = [r for r in b.diff(b.base, b.run(again, graph_scope())) if not r.match]
+    if not rows:
+        return []
+    op_owner = {id(op): c for c in [b.root, *b.candidates.values()] for op in c.ops}
+    owners: dict[int, tuple[_Candidate, list[str]]] = {}
+    for op, new, old in _const_diffs(b.tf, b.np, concrete.graph, base_graph):
+        c = op_owner.get(id(op), b.root)
+        owners.setdefault(id(c), (c, []))[1].append(
+            f"constant {op.name!r} was {_short(old)} in one trace, {_short(new)} in the next")
+    b.steps.append("tracing it again from the same state builds a different graph, so every trial differed "
+                   "for that reason too: fix this first, then bisect again")
+    if not owners:
+        owners[id(b.root)] = (b.root, [])
+    culprits = []
+    for c, evidence in owners.values():
+        cause = Cause("frozen-value",
+                      "a Python value that changes between traces by itself (the time, an id, a counter or "
+                      "random source outside eagerctl's reach): each trace freezes another value into the "
+                      "graph, eager calls read a new one every time", evidence)
+        culprits.append(Culprit(
+            qualname=c.qualname if c is not b.root else b.name, where=c.where,
+            kind=c.kind if c is not b.root else "fn itself", name=c.name, path=c.path or [b.name],
+            outputs=[r.path for r in rows], max_abs_diff=max(r.max_abs_diff for r in rows), cause=cause))
+    return culprits
 
 
 def _culprit(b: _Bisector, c: _Candidate, together: bool, extra: Sequence[str] = ()) -> Culprit:

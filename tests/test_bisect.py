@@ -7,6 +7,7 @@ code is written; the test checks that bisect names it first, with its cause.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any
@@ -573,3 +574,27 @@ def test_a_layer_built_during_bisect_is_built_once_and_keeps_its_weights() -> No
     weight = gain.weights[0]
     step(X)
     assert gain.weights[0] is weight
+
+
+TICKS = itertools.count()
+
+
+def stamp(x: Any) -> Any:
+    return x + float(next(TICKS) % 5)  # a Python value that changes by itself at every trace
+
+
+def test_a_value_that_changes_between_traces_by_itself_is_found_by_tracing_twice() -> None:
+    global CALLS
+    CALLS = 0
+
+    def block(x: Any) -> Any:
+        return stamp(activate(normalize(x)))
+
+    @tf.function
+    def step(x: Any) -> Any:
+        return head(block(x)) + pool(count_calls(x))
+
+    report = eagerctl.bisect(step, X)
+    assert [(c.qualname, c.cause.kind) for c in report.culprits] == [("stamp", "frozen-value")]
+    assert any("in one trace" in e and "in the next" in e for e in report.culprits[0].cause.evidence)
+    assert any("tracing it again from the same state builds a different graph" in s for s in report.steps)
