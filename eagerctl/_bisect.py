@@ -1421,9 +1421,9 @@ def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0911 - one r
                    f"{_plural(len(b.trials), 'subset')}")
     if len({c.key for c, _ in found}) > 1 or b.truncated:
         # Several culprits: make sure tracing itself is repeatable, or every trial differs.
-        unstable = _unstable_trace(b)
-        if unstable:
-            return result(False, unstable, _verdict(b, unstable))
+        drifting = _unstable_trace(b)
+        if drifting:
+            return result(False, drifting, _verdict(b, drifting))
     if b.truncated:
         b.steps.append(f"stopped after {_plural(len(b.found_keys), 'culprit')}: more candidates change the "
                        "result (pass a looser rtol/atol to see only the large differences)")
