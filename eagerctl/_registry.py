@@ -44,16 +44,36 @@ class Node(Protocol):
 class Registry:
     def __init__(self) -> None:
         self.flags: Any = None  # TF's eager_function_run module, attached by the hook
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a leaked hold is recognized as this thread's
         self._active: dict[Node, None] = {}
         self._baseline = False
         self._written: object = None  # what eagerctl last wrote to the flag
+        self._writing = False  # True between a write to the flag and `_written`
         self._held_for_fork = False
 
     # -- under the lock -------------------------------------------------------
+    def _locked(self) -> Any:
+        """The lock, taken back first from an interrupt in this thread that left it held.
+
+        Every operation here is short and calls nothing that could start another
+        one, so the lock owned by this very thread at the start of an operation
+        can only have been left by an interrupt: a KeyboardInterrupt raised at
+        one of the instructions between a `with` block and its release, which a
+        trace function can do (a signal cannot: CPython checks for those only
+        at calls and jumps). Taking it back is safe: the data is consistent
+        after each of its dict operations, and every operation publishes the
+        flag again.
+        """
+        lock = self._lock
+        if lock._is_owned():  # type: ignore[attr-defined]
+            lock._release_save()  # type: ignore[attr-defined]
+        return lock
+
     def _notice(self, flags: Any) -> None:
         flag = flags.RUN_FUNCTIONS_EAGERLY
-        if flag is not self._written:  # written outside eagerctl: the new baseline
+        if self._writing:  # a write of eagerctl's was cut short: not an outside one
+            self._writing = False
+        elif flag is not self._written:  # written outside eagerctl: the new baseline
             self._baseline = True if flag else False
 
     def _publish(self, flags: Any) -> None:
@@ -61,20 +81,24 @@ class Registry:
         for newest in reversed(self._active):
             value = newest.value
             break
+        self._writing = True
         flags.RUN_FUNCTIONS_EAGERLY = self._written = value
+        self._writing = False
 
     # -- operations -----------------------------------------------------------
     def enter(self, node: Node) -> None:
         flags = self.flags
-        with self._lock:
+        with self._locked():
             self._notice(flags)
             self._active[node] = None
+            self._writing = True
             flags.RUN_FUNCTIONS_EAGERLY = self._written = node.value
+            self._writing = False
 
     def exit(self, node: Node) -> bool:
         """Remove `node`; False (and nothing changed) if it is not registered."""
         flags = self.flags
-        with self._lock:
+        with self._locked():
             if node not in self._active:
                 return False
             self._notice(flags)
@@ -89,24 +113,26 @@ class Registry:
         newest scope keeps deciding until the last one exits.
         """
         flags = self.flags
-        with self._lock:
+        with self._locked():
             self._baseline = value
             if not self._active:
+                self._writing = True
                 flags.RUN_FUNCTIONS_EAGERLY = self._written = value
+                self._writing = False
 
     def sync(self) -> None:
         """Publish the flag from the registered scopes (repairs an interrupted operation)."""
         flags = self.flags
         if flags is None:
             return
-        with self._lock:
+        with self._locked():
             self._notice(flags)
             self._publish(flags)
 
     def reset(self) -> list[Node]:
         """Unregister every process scope and put the flag at its baseline; return those removed."""
         flags = self.flags
-        with self._lock:
+        with self._locked():
             self._notice(flags)
             removed = list(self._active)
             self._active.clear()
@@ -116,11 +142,15 @@ class Registry:
     # -- views ----------------------------------------------------------------
     def snapshot(self) -> tuple[bool, list[Node]]:
         """(baseline, active process nodes oldest first), after repairing the flag."""
-        with self._lock:
+        with self._locked():
             if self.flags is not None:
                 self._notice(self.flags)
                 self._publish(self.flags)
             return self._baseline, list(self._active)
+
+    def newest(self) -> Node | None:
+        """The most recently entered active node (one C-level step: safe without the lock)."""
+        return next(reversed(self._active), None)
 
     def active_count(self) -> int:
         return len(self._active)
@@ -142,7 +172,7 @@ class Registry:
         # Only the forking thread exists in the child: scopes entered by other
         # threads can never be exited there, so they are dropped, and the flag
         # is set from what remains.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         me = threading.get_ident()
         for node in list(self._active):
             if node.thread != me:

@@ -20,6 +20,7 @@ left; `eagerctl.reset()` is the way back from it.
 
 from __future__ import annotations
 
+import dis
 import functools
 import inspect
 import sys
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _hook, _local
 from ._errors import EagerctlError, EagerctlWarning
+from ._errors import hide_from_pytest as __tracebackhide__  # noqa: F401 (pytest reads it from the globals)
 from ._registry import REGISTRY
 
 if TYPE_CHECKING:
@@ -114,7 +116,7 @@ class Activation:
     only when a message or `status()` needs it.
     """
 
-    __slots__ = ("below", "code", "lasti", "scope", "task", "thread", "token", "value")
+    __slots__ = ("below", "code", "frame", "lasti", "scope", "task", "thread", "token", "value")
 
     def __init__(self, scope: Scope, frame: FrameType, stacklevel: int | None = None, *,
                  enter: bool = True) -> None:
@@ -130,6 +132,7 @@ class Activation:
         self.task: object | None = None
         self.value: bool | None = None
         self.token: Any = None
+        self.frame: FrameType | None = None  # a `with` statement's frame, while its block runs
         if stacklevel is not None and enter:
             self.enter(stacklevel + 1)
 
@@ -146,12 +149,19 @@ class Activation:
         if hook.graph_stack.stack and hook.tracing():
             self._warn_tracing(stacklevel + 1)
         if scope.process:
+            newest = REGISTRY.newest()
+            if isinstance(newest, Activation) and newest.frame is not None and _orphaned(newest):
+                _repair(newest)
             self.value = scope.enabled
             REGISTRY.enter(self)  # the commit
             return
         if hook.running_loop() is not None:
             self.task = _current_task()
-        self.below = _STACK_get()
+        below = _STACK_get()
+        if isinstance(below, Activation) and below.frame is not None and _orphaned(below):
+            _repair(below)  # its block is over: an interrupt hit its exit (see `_orphaned`)
+            below = _STACK_get()
+        self.below = below
         self.value = scope.enabled
         LIVE_LOCAL[self] = None
         self.token = _STACK_set(self)  # the commit: the override is in force from here
@@ -218,11 +228,14 @@ class Activation:
     def _exit_process(self) -> None:
         try:
             REGISTRY.exit(self)  # False: `reset()` took it off meanwhile
-        finally:  # an interrupt inside: finish, and publish the flag
-            if REGISTRY.is_registered(self):
-                REGISTRY.exit(self)
+        except BaseException:  # an interrupt inside: finish, and publish the flag again
+            REGISTRY.exit(self)
+            REGISTRY.sync()
             self.value = None
             self.token = EXITED
+            raise
+        self.value = None
+        self.token = EXITED
 
     def _finish_local(self, top: _local.Entry | None) -> None:
         self.value = None
@@ -255,6 +268,114 @@ class Activation:
             f"it was {self.describe()}; exit it in the context that entered it, after the copy's "
             "code returns"
         )
+
+
+_SUSPENDABLE = (inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+                | inspect.CO_ITERABLE_COROUTINE)
+# (code, offset of BEFORE_WITH) -> the span of that `with` statement's block, or None.
+_WITH_SPANS: dict[tuple[CodeType, int], tuple[int, int] | None] = {}
+
+
+def _with_span(code: CodeType, lasti: int) -> tuple[int, int] | None:
+    key = (code, lasti)
+    try:
+        return _WITH_SPANS[key]
+    except KeyError:
+        pass
+    span = None
+    entries = list(dis._parse_exception_table(code))  # type: ignore[attr-defined]
+    # The block is what the statement's exit handler covers, from the instruction
+    # after BEFORE_WITH (nested try statements inside it included).
+    target = next((e.target for e in entries if e.start == lasti + 2), None)
+    if target is not None and code.co_code[lasti] == dis.opmap.get("BEFORE_WITH"):
+        covered = [(e.start, e.end) for e in entries if e.target == target]
+        span = (min(c[0] for c in covered), max(c[1] for c in covered))
+    _WITH_SPANS[key] = span
+    return span
+
+
+def _orphaned(act: Activation) -> bool:
+    """Whether `act`, entered by a `with` statement of this thread, outlived its block.
+
+    The one window Python leaves open: an interrupt at the first instruction of
+    `__exit__`, before any of it runs. The `with` statement's frame has left the
+    block then, and the scope is still active.
+    """
+    frame = act.frame
+    if frame is None or act.thread != _get_ident() or act.value is None:
+        return False
+    span = _with_span(act.code, act.lasti)
+    if span is None:
+        return False  # not a `with` statement (say, `__enter__` called by hand): cannot tell
+    if not span[0] <= frame.f_lasti < span[1]:
+        return True
+    if frame.f_code.co_flags & _SUSPENDABLE:
+        return False  # a generator or coroutine suspended inside its block
+    # Inside the block: still there if the frame is still running, on this thread's stack.
+    running = _getframe(1)
+    while running is not None:
+        if running is frame:
+            return False
+        running = running.f_back
+    return True  # it left by an exception raised between two exits of a nested `with`
+
+
+def _repair(act: Activation) -> None:
+    """Take off `act`, whose block is over: as `reset()` does, for this one scope."""
+    if act.scope.process:
+        REGISTRY.exit(act)
+    elif _STACK_get() is act:
+        _STACK_set(act.below)
+    act.retire()
+    act.frame = None
+    try:
+        act.scope._claims.remove(act)
+    except ValueError:
+        pass
+
+
+def repair_orphans() -> None:
+    """Take off this thread's scopes whose `with` block is over (see `_orphaned`)."""
+    me = _get_ident()
+    for act in [*LIVE_LOCAL.copy(), *REGISTRY.snapshot()[1]]:
+        if isinstance(act, Activation) and act.thread == me and _orphaned(act):
+            _repair(act)
+
+
+# Helpers for the wrappers: a `try` nested in the `try` that guards an activation
+# leaves its own first instruction unguarded (CPython 3.11), so none is nested there.
+def _step(gen: Generator[Any, Any, Any], value: Any, throw: BaseException | None) -> tuple[bool, Any]:
+    try:
+        return False, (gen.send(value) if throw is None else gen.throw(throw))
+    except StopIteration as stop:
+        return True, stop.value
+
+
+async def _astep(agen: AsyncGenerator[Any, Any], value: Any, throw: BaseException | None) -> tuple[bool, Any]:
+    try:
+        return False, await (agen.asend(value) if throw is None else agen.athrow(throw))
+    except StopAsyncIteration:
+        return True, None
+
+
+def _unclaim(claims: list[Activation], act: Activation) -> None:
+    try:
+        claims.remove(act)
+    except ValueError:
+        pass
+
+
+def finish_exit(act: Activation) -> None:
+    """Complete `act.exit()` after an interrupt cut it short (misuse, which changed nothing, stays so).
+
+    Callers run it in the handler of the `try` around `act.exit()`, in their own
+    frame: an interrupt can land at the first instruction of any function,
+    `exit()` included, before it does anything.
+    """
+    try:
+        act.exit()
+    except EagerctlError:
+        pass
 
 
 def _task_name(task: object) -> str:
@@ -321,42 +442,56 @@ class Scope:
         )
 
     def __enter__(self, _depth: int = 1) -> Self:
-        act = Activation(self, _getframe(_depth))
+        frame = _getframe(_depth)
+        act = Activation(self, frame)
         claims = self._claims
         try:
             claims.append(act)
             first = claims[0]
             if first is not act and first.ended is not None:
                 # Taken off by `reset()`, or its exit cut short by an interrupt: not active.
-                try:
-                    claims.remove(first)
-                except ValueError:
-                    pass  # another thread entering removed it first
+                _unclaim(claims, first)  # unless another thread entering removed it first
                 first = claims[0]
             if first is not act:
                 raise self._already_active(first)
+            act.frame = frame
             act.enter(_depth + 1)
+            return self  # inside the try: an interrupt even here undoes the entry
         except BaseException:
-            act.exit()  # undoes a partial entry (an interrupt, a warning turned into an error)
+            finish_exit(act)  # undoes a partial entry (an interrupt, a warning turned into an error)
+            _unclaim(claims, act)
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:  # first: an interrupt at any later instruction lands here
+            claims = self._claims
+            act = claims[0] if claims else None
+            if act is None or (act.value is None and act.token is None):  # none, or one still entering
+                raise self._not_active()
+            act.exit()  # misuse (another thread's local scope) raises here, nothing changed
+            self._last = (act.code, act.lasti, act.thread, act.task)
+            act.frame = None
+            _unclaim(claims, act)
+        except EagerctlError:
+            raise
+        except BaseException:
+            self._finish_exit()  # an interrupt cut the exit short: complete it, then let it propagate
+            raise
+
+    def _finish_exit(self) -> None:
+        claims = self._claims
+        act = claims[0] if claims else None
+        if act is None:
+            return
+        finish_exit(act)
+        if act.value is None:
+            self._last = (act.code, act.lasti, act.thread, act.task)
+            act.frame = None
             try:
                 claims.remove(act)
             except ValueError:
                 pass
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        claims = self._claims
-        act = claims[0] if claims else None
-        if act is None or (act.value is None and act.token is None):  # none, or one still entering
-            raise self._not_active()
-        act.exit()  # misuse (another thread's local scope) raises here, nothing changed
-        self._last = (act.code, act.lasti, act.thread, act.task)
-        try:
-            claims.remove(act)
-        except ValueError:
-            pass
 
     async def __aenter__(self) -> Self:
         return self.__enter__(2)
@@ -392,15 +527,21 @@ class Scope:
             return self._wrap_generator(fn)
         return self._wrap_function(fn)
 
+    # Every wrapper exits inside the `try` that entered, and completes the exit in
+    # the handler: an interrupt at any instruction of the normal path lands in the
+    # `try`, and the handler runs in the wrapper's own frame (see `finish_exit`).
     def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def scoped(*args: Any, **kwargs: Any) -> Any:
             act = Activation(self, _getframe(1))
             try:
                 act.enter(2)
-                return fn(*args, **kwargs)
-            finally:
+                result = fn(*args, **kwargs)
                 act.exit()
+            except BaseException:
+                finish_exit(act)
+                raise
+            return result
 
         return scoped
 
@@ -410,9 +551,12 @@ class Scope:
             act = Activation(self, _getframe(1))
             try:
                 act.enter(2)
-                return await fn(*args, **kwargs)
-            finally:
+                result = await fn(*args, **kwargs)
                 act.exit()
+            except BaseException:
+                finish_exit(act)
+                raise
+            return result
 
         return scoped
 
@@ -428,12 +572,14 @@ class Scope:
                 act = Activation(self, _getframe(1))
                 try:
                     act.enter(2)
-                    item = gen.send(to_send) if to_throw is None else gen.throw(to_throw)
-                except StopIteration as stop:
-                    return stop.value
-                finally:
-                    to_throw = None
+                    throw, to_throw = to_throw, None
+                    done, item = _step(gen, to_send, throw)
                     act.exit()
+                except BaseException:
+                    finish_exit(act)
+                    raise
+                if done:
+                    return item
                 try:
                     to_send = yield item
                 except GeneratorExit:
@@ -441,8 +587,10 @@ class Scope:
                     try:
                         act.enter(2)
                         gen.close()
-                    finally:
                         act.exit()
+                    except BaseException:
+                        finish_exit(act)
+                        raise
                     raise
                 except BaseException as exc:  # noqa: BLE001 - forwarded into the body
                     to_throw = exc
@@ -459,15 +607,14 @@ class Scope:
                 act = Activation(self, _getframe(1))
                 try:
                     act.enter(2)
-                    if to_throw is None:
-                        item = await agen.asend(to_send)
-                    else:
-                        item = await agen.athrow(to_throw)
-                except StopAsyncIteration:
-                    return
-                finally:
-                    to_throw = None
+                    throw, to_throw = to_throw, None
+                    done, item = await _astep(agen, to_send, throw)
                     act.exit()
+                except BaseException:
+                    finish_exit(act)
+                    raise
+                if done:
+                    return
                 try:
                     to_send = yield item
                 except GeneratorExit:
@@ -475,8 +622,10 @@ class Scope:
                     try:
                         act.enter(2)
                         await agen.aclose()
-                    finally:
                         act.exit()
+                    except BaseException:
+                        finish_exit(act)
+                        raise
                     raise
                 except BaseException as exc:  # noqa: BLE001 - forwarded into the body
                     to_throw = exc

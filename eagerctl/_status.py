@@ -6,7 +6,7 @@ from typing import Any
 
 from . import _hook, _local
 from ._registry import REGISTRY
-from ._scope import thread_name
+from ._scope import repair_orphans, thread_name
 
 
 def is_eager() -> bool:
@@ -21,6 +21,7 @@ def is_eager() -> bool:
             assert eagerctl.is_eager()
     """
     flags = _hook.load()
+    repair_orphans()
     REGISTRY.sync()
     value = _local.override() if _hook.installed else None  # unhooked, TF reads only its flag
     return bool(flags.RUN_FUNCTIONS_EAGERLY) if value is None else value
@@ -57,6 +58,7 @@ class Status:
 
     def __init__(self) -> None:
         loaded = _hook.flag_module is not None
+        repair_orphans()
         self.tensorflow = _hook.tf_version
         self.hook_installed = _hook.installed
         baseline, process = REGISTRY.snapshot()  # repairs the flag first, if an interrupt left it stale
