@@ -312,7 +312,7 @@ def _orphaned(act: Activation) -> bool:
     if frame.f_code.co_flags & _SUSPENDABLE:
         return False  # a generator or coroutine suspended inside its block
     # Inside the block: still there if the frame is still running, on this thread's stack.
-    running = _getframe(1)
+    running: FrameType | None = _getframe(1)
     while running is not None:
         if running is frame:
             return False
