@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errors import EagerctlError, EagerctlWarning
@@ -53,8 +53,12 @@ def saving() -> bool:
 
 
 def compile_for_export(label: str, body: Callable[..., Any], args: tuple[Any, ...],
-                       kwargs: dict[str, Any], build: Callable[..., Any]) -> Any:
-    """Build `body` into the graph TF traces for a save, with one warning per save."""
+                       kwargs: dict[str, Any], build: Callable[..., Any], *, stacklevel: int) -> Any:
+    """Build `body` into the graph TF traces for a save, with one warning per save.
+
+    `build(body, args, kwargs)` builds it as the undecorated function would be;
+    `stacklevel` points the warning at the user's code.
+    """
     global _warned_for
     from tensorflow.python.saved_model import save_context
 
@@ -62,13 +66,11 @@ def compile_for_export(label: str, body: Callable[..., Any], args: tuple[Any, ..
     with _lock:
         first, _warned_for = _warned_for is not options, options
     if first:
-        from ._debuggable import _user_stacklevel
-
         warnings.warn(
             f"@debuggable {label}: the model being saved gets its compiled body, not an eager island "
             "(islands belong to the running process: the saved model runs compiled wherever it is "
             "loaded, without eagerctl); in this process the island is unchanged",
-            EagerctlWarning, stacklevel=_user_stacklevel(),
+            EagerctlWarning, stacklevel=stacklevel,
         )
     try:
         return build(body, args, kwargs)
@@ -129,8 +131,6 @@ def _canonicalize_signatures(signatures: Any) -> Any:
     original = _original_canonicalize
     assert original is not None  # installed before it can be called
     if signatures is not None:
-        from collections.abc import Mapping
-
         if isinstance(signatures, Mapping):
             signatures = {key: _retraced(value) for key, value in signatures.items()}
         else:

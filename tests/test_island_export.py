@@ -147,7 +147,9 @@ def save_warnings(save: Any) -> list[str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         save()
-    return [str(w.message) for w in caught if issubclass(w.category, EagerctlWarning)]
+    # Each warning points at the user's code (this file), not at eagerctl, TF or Keras.
+    return [f"{os.path.basename(w.filename)}: {w.message}" for w in caught
+            if issubclass(w.category, EagerctlWarning)]
 
 
 LOADER = textwrap.dedent('''
@@ -283,6 +285,7 @@ def test_the_saved_graphs_hold_the_compiled_body_not_the_island(exported: dict[s
 @pytest.mark.parametrize("key", SAVED_MODELS)
 def test_each_save_warns_once(exported: dict[str, Any], key: str) -> None:
     (message,) = exported["warnings"][key]
+    assert message.startswith("test_island_export.py: @debuggable ")
     assert "the model being saved gets its compiled body, not an eager island" in message
     assert "islands belong to the running process" in message
 
