@@ -34,7 +34,7 @@ import wrapt
 
 from . import _hook
 from ._errors import EagerctlError, EagerctlWarning
-from ._scope import Activation, Scope
+from ._scope import Activation, Scope, finish_exit
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -215,10 +215,17 @@ class _EagerCall:
         self.settings = settings
         self.args = args
         self.kwargs = kwargs
-        self.act = Activation(settings.scope, frame, 3) if settings.recursive else None
+        self.act = Activation(settings.scope, frame) if settings.recursive else None  # entered in __enter__
         self.start = time.perf_counter() if settings.log_calls else 0.0
 
     def __enter__(self) -> _EagerCall:
+        act = self.act
+        if act is not None:
+            try:
+                act.enter(3)
+            except BaseException:  # an interrupt past the entry: undo it (the with will not)
+                finish_exit(act)
+                raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -228,8 +235,13 @@ class _EagerCall:
             if isinstance(exc, Exception) and settings.post_mortem:
                 settings._post_mortem(exc)
         finally:
-            if self.act is not None:
-                self.act.exit()
+            act = self.act
+            if act is not None:
+                try:
+                    act.exit()
+                except BaseException:
+                    finish_exit(act)  # an interrupt cut the exit short: complete it
+                    raise
             if settings.log_calls:
                 outcome = "returned" if exc is None else f"raised {type(exc).__name__}"
                 settings._log(self.args, self.kwargs, outcome, time.perf_counter() - self.start)
@@ -318,11 +330,15 @@ class _Settings:
                 body, args = inner.python_function, (instance, *args)
             if not hook.eager_state.is_eager:
                 return settings._call_while_tracing(body, args, kwargs)
-            act = Activation(scope, _getframe(1), 1)  # entered; checked for tracing above
-            try:
-                return body(*args, **kwargs)
-            finally:
+            act = Activation(scope, _getframe(1))  # checked for tracing above
+            try:  # enter and exit inside: an interrupt at any instruction is undone below
+                act.enter(2)
+                result = body(*args, **kwargs)
                 act.exit()
+            except BaseException:
+                finish_exit(act)
+                raise
+            return result
 
         fast_wrapper.settings = self  # type: ignore[attr-defined]
         return fast_wrapper
