@@ -608,6 +608,17 @@ def _is_model(obj: Any) -> bool:
 # -- the search -----------------------------------------------------------------------
 
 
+class _Suspect:
+    """A user function seen only by the profiler: called outside AutoGraph, it cannot be made eager alone."""
+
+    def __init__(self, code: Any, qualname: str, parent: _Candidate) -> None:
+        self.code = code
+        self.qualname = qualname
+        self.parent = parent
+        self.watched: list[tuple[Any, str]] = []
+        self.state_changes: list[str] = []
+
+
 class _Outcome:
     """One run's outputs and variables, flattened to numpy."""
 
@@ -647,6 +658,8 @@ class _Bisector:
         self.trials: dict[frozenset[Any], tuple[bool, list[_compare.Row]]] = {}
         self.created: list[tuple[Any, _Candidate]] = []
         self.error_owner: _Candidate | None = None
+        self.suspects: dict[Any, _Suspect] = {}
+        self.layer_codes: set[Any] = set()
         self.base: _Outcome | None = None  # the fresh compiled run every trial is compared with
         self.failed_trials = 0
         self.found_keys: set[Any] = set()
@@ -683,6 +696,8 @@ class _Bisector:
             call = getattr(type(layer), "call", None)
             code = _code_of(call) if call is not None else None
             kind = "model" if _is_model(layer) else "layer"
+            if code is not None:
+                self.layer_codes.add(code)
             candidate = _Candidate(key, kind, qualname=f"{type(layer).__name__}.call", where=_where(code),
                                    name=str(getattr(layer, "name", type(layer).__name__)), code=code,
                                    obj=layer)
@@ -850,10 +865,56 @@ class _Bisector:
         session = _Session(self, mode, subset)
         previous = getattr(_local, "session", None)
         _local.session = session
+        # While discovering, a profiler also sees the user's functions that Keras or TensorFlow call
+        # outside AutoGraph (a loss passed to compile, helpers inside a Keras 3 layer's call).
+        profile = mode == "discover" and sys.getprofile() is None
+        if profile:
+            sys.setprofile(self._profiler(session))
         try:
             yield session
         finally:
+            if profile:
+                sys.setprofile(None)
             _local.session = previous
+
+    def _profiler(self, session: _Session) -> Callable[[Any, str, Any], None]:
+        user: dict[Any, bool] = {}
+        pending: dict[int, tuple[_Suspect, list[tuple[Any, str]], list[Any]]] = {}
+        watch = self.watch
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if event == "call":
+                code = frame.f_code
+                mine = user.get(code)
+                if mine is None:
+                    mine = user[code] = (_is_user_code(code) and code not in self.excluded
+                                         and code not in self.candidates and code not in self.layer_codes)
+                if not mine or session.passthrough:
+                    return
+                suspect = self.suspects.get(code)
+                if suspect is None:
+                    qualname = getattr(code, "co_qualname", code.co_name)
+                    suspect = self.suspects[code] = _Suspect(code, qualname, session.stack[-1])
+                items = [(frame.f_globals, n) for n in sorted(_names(code))
+                         if n in frame.f_globals and _plain(frame.f_globals[n])]
+                this = frame.f_locals.get("self")
+                if this is not None:
+                    items += watch.items_of_object(this, _names(code))
+                watch.see(items)
+                for item in items:
+                    if item not in suspect.watched:
+                        suspect.watched.append(item)
+                pending[id(frame)] = (suspect, items, watch.values(items))
+            elif event == "return":
+                entry = pending.pop(id(frame), None)
+                if entry is not None:
+                    suspect, items, before = entry
+                    for (owner, name), old, new in zip(items, before, watch.values(items), strict=True):
+                        change = f"{_describe_item(owner, name)} went from {old!r} to {new!r}"
+                        if not _same(old, new) and change not in suspect.state_changes:
+                            suspect.state_changes.append(change)
+
+        return profile
 
     def restore_variables(self) -> None:
         for var, value in self.snapshot:
@@ -1412,6 +1473,12 @@ def _search(b: _Bisector, started: float) -> Bisection:  # noqa: PLR0911 - one r
             for inner, inner_together in b.narrow(c, frozenset()):
                 found.append((inner, together or inner_together))
     if not found:
+        suspects = _suspect_culprits(b, mismatch_rows)
+        if suspects:
+            b.steps.append(f"making the {_plural(len(top), 'candidate')} called by {b.name} eager islands "
+                           "does not reproduce the difference; functions of yours that Keras or TensorFlow "
+                           "call outside AutoGraph (so they cannot be made eager alone) show a known cause")
+            return result(False, suspects, _verdict(b, suspects))
         b.steps.append(f"making the {_plural(len(top), 'candidate')} called by {b.name} eager islands does "
                        f"not reproduce the difference: it is in {b.name}'s own body")
         culprits.append(_itself(b, mismatch_rows, graph, eager, cause=None))
@@ -1472,6 +1539,40 @@ def _compile_error(b: _Bisector, started: float) -> Bisection:
                      verdict=f"{b.name} FAILS compiled and runs eagerly, because of {culprit.qualname}",
                      mismatches=["output"], max_abs_diff=math.inf, runs=b.runs, traces=b.traces,
                      candidates=names, steps=b.steps, seconds=time.perf_counter() - started)
+
+
+def _suspect_culprits(b: _Bisector, rows: list[_compare.Row]) -> list[Culprit]:
+    """Functions seen only by the profiler whose trace or source shows a known cause."""
+    culprits = []
+    for suspect in b.suspects.values():
+        found = _source_findings(suspect.code, {name for _, name in suspect.watched})
+        note = ("named from its trace and source: it is called outside AutoGraph (by Keras or "
+                "TensorFlow), so bisect cannot make it eager by itself")
+        if suspect.state_changes:
+            cause = Cause("trace-side-effect",
+                          "a Python side effect that runs only while tracing: compiled calls reuse the value "
+                          f"it had when traced, eager calls run it every time ({suspect.state_changes[0]} "
+                          "while traced)", [*(f"while traced, {c}" for c in suspect.state_changes), note])
+        elif found["python-random"]:
+            cause = Cause("python-random",
+                          "Python or NumPy random numbers: drawn once while tracing and frozen into the graph "
+                          "as constants, drawn anew at every eager call", [*found["python-random"], note])
+        elif found["control-flow"]:
+            cause = Cause("control-flow",
+                          "Python control flow on values: the branch is chosen once while tracing (or on the "
+                          "execution mode), so compiled and eager run different code",
+                          [*found["control-flow"], note])
+        elif found["tf-random"]:
+            cause = Cause("stateful-random",
+                          "stateful random ops without a fixed stream: compiled and eager draw different "
+                          "numbers", [*found["tf-random"], note])
+        else:
+            continue
+        path = [*suspect.parent.path, suspect.qualname]
+        culprits.append(Culprit(qualname=suspect.qualname, where=_where(suspect.code), kind="function",
+                                name=suspect.qualname, path=path, outputs=[], max_abs_diff=math.nan,
+                                cause=cause))
+    return culprits[:_MAX_CULPRITS]
 
 
 def _unstable_trace(b: _Bisector) -> list[Culprit]:

@@ -598,3 +598,23 @@ def test_a_value_that_changes_between_traces_by_itself_is_found_by_tracing_twice
     assert [(c.qualname, c.cause.kind) for c in report.culprits] == [("stamp", "frozen-value")]
     assert any("in one trace" in e and "in the next" in e for e in report.culprits[0].cause.evidence)
     assert any("tracing it again from the same state builds a different graph" in s for s in report.steps)
+
+
+SEEN = {"batches": 0}
+
+
+def scheduled_mse(y_true: Any, y_pred: Any) -> Any:
+    SEEN["batches"] += 1  # a Python counter in a loss passed to compile()
+    return tf.reduce_mean((y_true - y_pred) ** 2) * min(1.0, SEEN["batches"] / 10)
+
+
+def test_a_loss_passed_to_compile_is_named_whether_keras_runs_it_through_autograph_or_not() -> None:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=scheduled_mse)
+    x = np.random.RandomState(0).normal(size=(16, 4)).astype("float32")
+    model.fit(x, x[:, :1], epochs=1, verbose=0)
+    seen = dict(SEEN)
+    report = eagerctl.bisect(model, x, x[:, :1])
+    assert [(c.qualname, c.cause.kind) for c in report.culprits] == [("scheduled_mse", "trace-side-effect")]
+    assert SEEN == seen
