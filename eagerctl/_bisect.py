@@ -1556,7 +1556,8 @@ def _suspect_culprits(b: _Bisector, rows: list[_compare.Row]) -> list[Culprit]:
         elif found["python-random"]:
             cause = Cause("python-random",
                           "Python or NumPy random numbers: drawn once while tracing and frozen into the "
-                          "graph as constants, drawn anew at every eager call", [*found["python-random"], note])
+                          "graph as constants, drawn anew at every eager call",
+                          [*found["python-random"], note])
         elif found["control-flow"]:
             cause = Cause("control-flow",
                           "Python control flow on values: the branch is chosen once while tracing (or on the "
