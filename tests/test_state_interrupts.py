@@ -18,15 +18,13 @@ from __future__ import annotations
 import dis
 import random
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
-from typing import Any
 
 import pytest
 import tensorflow as tf
+from helpers import Interrupter
 from tensorflow.python.eager.polymorphic_function import eager_function_run
 
 import eagerctl
@@ -125,38 +123,6 @@ def open_window() -> set[tuple[str, int]]:
                if i.opname == "RETURN_VALUE"}
     return window
 
-
-
-class Interrupter:
-    """Raises KeyboardInterrupt at the `at`-th bytecode executed (0: count only)."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-        self.count = 0
-        self.where: tuple[str, int] | None = None
-
-    def global_trace(self, frame: FrameType, event: str, arg: Any) -> Any:
-        frame.f_trace_opcodes = True
-        return self.local_trace
-
-    def local_trace(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "opcode":
-            self.count += 1
-            if self.count == self.at:
-                self.where = (frame.f_code.co_qualname, frame.f_lasti)
-                raise KeyboardInterrupt
-        return self.local_trace
-
-    def run(self, op: Callable[[], object]) -> bool:
-        """Run `op` under the tracer; whether it was interrupted."""
-        sys.settrace(self.global_trace)
-        try:
-            op()
-        except KeyboardInterrupt:
-            return True
-        finally:
-            sys.settrace(None)
-        return False
 
 
 @pytest.mark.parametrize("name", list(OPERATIONS))
