@@ -9,16 +9,19 @@ says *where*, and why it probably does:
    `Layer.__call__` (every layer and model call) and TensorFlow's op
    creation (which candidate built each op). Together they give the call
    tree of the user-level callables that run inside `fn`, each with its
-   qualname and file:line.
+   qualname and file:line. A profiler also notes the user's functions that
+   Keras or TensorFlow call outside AutoGraph ("suspects": they cannot be
+   made eager alone, but their trace and source can be read).
 2. **Localization.** A *trial* traces `fn` afresh with a subset of the
    candidates turned into eager islands (`@debuggable`'s own path,
    `_Settings._call_while_tracing`), runs it compiled from the same starting
    state, and compares it with the fully compiled run. Group testing over the
-   subsets (halving, both halves tested) finds each candidate whose eagerness
-   alone changes the result, in about 2*log2(N) trials per culprit; when
-   neither half does but both together do, it searches one half with the
-   other held eager ("needed together"). A culprit with nested candidates is
-   narrowed the same way to the innermost one responsible.
+   subsets finds one culprit at a time by halving (a half that does not
+   differ means the other does), checks it alone, then tries the rest once
+   for more: about log2(N) + 2 trials per culprit. When no single candidate
+   differs but several together do, it searches one half with the other held
+   eager ("needed together"). A culprit with nested candidates is narrowed
+   the same way to the innermost one responsible.
 3. **Evidence.** Each culprit is called again, compiled and eagerly, with the
    inputs its island received, and its outputs are diffed.
 4. **Cause.** What eagerctl saw while tracing: Python state the candidate
@@ -81,8 +84,9 @@ class Cause:
 
     `kind` is one of ``"frozen-value"``, ``"trace-side-effect"``,
     ``"stateful-random"``, ``"python-random"``, ``"control-flow"``,
-    ``"variable-creation"``, ``"nonfinite"``, ``"float-rounding"`` or
-    ``"unknown"``; `summary` is one sentence; `evidence` the facts behind it.
+    ``"variable-creation"``, ``"nonfinite"``, ``"float-rounding"``,
+    ``"graph-only-error"``, ``"xla"`` or ``"unknown"``; `summary` is one
+    sentence; `evidence` the facts behind it.
     """
 
     __slots__ = ("evidence", "kind", "summary")
