@@ -9,7 +9,10 @@ run eagerly: equal (these are exact float32 operations).
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -206,3 +209,49 @@ def test_an_island_in_a_tf_data_map_function_runs_per_element() -> None:
     assert seen == [False, True, True, True]
     assert [float(v) for v in ds] == [11.0, 22.0, 33.0]  # iterated again: eager again
     assert seen.count(True) == 6
+
+
+THREADS_PROGRAM = """
+import os, sys, threading
+import tensorflow as tf
+tf.config.threading.set_inter_op_parallelism_threads(3)
+import eagerctl
+
+@tf.function
+def inner(x):
+    return tf.reduce_sum(x * x)
+
+@eagerctl.debuggable(recursive=False)
+def body(x):
+    return inner(x) + 1.0
+
+@tf.function
+def step(x):
+    return body(x)
+
+results = []
+def work():
+    results.extend(float(step(tf.ones([4]))) for _ in range(10))
+
+threads = [threading.Thread(target=work, daemon=True) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+print(len(results), sorted(set(results)), inner.experimental_get_tracing_count())
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_recursive_false_islands_from_two_threads_with_an_inter_op_thread_to_spare() -> None:
+    # The documented remedy for the py_function-style deadlock: more inter-op
+    # threads than threads running such islands at once (set before TF starts).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", THREADS_PROGRAM], capture_output=True, text=True,
+                          env=env, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 20 runs, each 4 + 1; `inner` stayed compiled (traced once) inside the islands.
+    assert proc.stdout.strip().splitlines()[-1] == "20 [5.0] 1"
