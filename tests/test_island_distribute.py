@@ -1,4 +1,4 @@
-"""An island inside `MirroredStrategy.run` sees its replica context, as its traced body would.
+"""An island under `tf.distribute` sees its replica or cross-replica context, as its traced body would.
 
 TF runs the island on an executor thread, where `tf.distribute` finds no
 context: the replica id would be 0 and a mirrored variable would read (and
@@ -58,7 +58,22 @@ PROGRAM = textwrap.dedent("""
 
     got = values(make(eagerctl.debuggable(body))(x))
     want = values(make(body)(x))
-    print(json.dumps({"got": got, "want": want, "seen": sorted(seen)}))
+
+    # Cross-replica: called under strategy.scope(), outside strategy.run.
+    cross = []
+
+    @eagerctl.debuggable
+    def total(t):
+        cross.append([tf.distribute.get_strategy() is strategy, tf.distribute.in_cross_replica_context()])
+        return t + 1.0
+
+    @tf.function
+    def outside(t):
+        return total(t)
+
+    with strategy.scope():
+        outside(tf.constant(1.0))
+    print(json.dumps({"got": got, "want": want, "seen": sorted(seen), "cross": cross}))
 """)
 
 
@@ -73,3 +88,5 @@ def test_island_in_a_replica_sees_its_replica_and_differentiates_its_copy() -> N
     assert result["want"] == [[4.0, 8.0], [2.0, 4.0]]
     assert result["got"] == result["want"]
     assert result["seen"] == [[0, True, False], [1, True, False]]
+    # The scratch trace, then the run: both in the strategy's cross-replica context.
+    assert result["cross"] == [[True, True], [True, True]]
