@@ -149,8 +149,12 @@ class Registry:
             return self._baseline, list(self._active)
 
     def newest(self) -> Node | None:
-        """The most recently entered active node (one C-level step: safe without the lock)."""
-        return next(reversed(self._active), None)
+        """The most recently entered active node."""
+        try:
+            return next(reversed(self._active), None)
+        except RuntimeError:  # changed by another thread between the two steps
+            with self._locked():
+                return next(reversed(self._active), None)
 
     def active_count(self) -> int:
         return len(self._active)

@@ -158,9 +158,10 @@ class Activation:
         if hook.running_loop() is not None:
             self.task = _current_task()
         below = _STACK_get()
-        if isinstance(below, Activation) and below.frame is not None and _orphaned(below):
-            _repair(below)  # its block is over: an interrupt hit its exit (see `_orphaned`)
-            below = _STACK_get()
+        if below is not None and isinstance(below, Activation) and below.frame is not None:
+            if _orphaned(below):  # its block is over: an interrupt hit its exit
+                _repair(below)
+                below = _STACK_get()
         self.below = below
         self.value = scope.enabled
         LIVE_LOCAL[self] = None
@@ -391,7 +392,7 @@ class Scope:
     as a decorator it enters a fresh activation on every call.
     """
 
-    __slots__ = ("_claims", "_last", "enabled", "factory", "process")
+    __slots__ = ("_claims", "enabled", "factory", "process")
 
     def __init__(self, enabled: bool, process: bool, factory: str) -> None:
         self.enabled = enabled
@@ -399,11 +400,11 @@ class Scope:
         self.factory = factory
         # Activations that asked to be this object's one active entry. The
         # first decides: `append` and `[0]` are each atomic, so of two threads
-        # entering the same object at once exactly one wins.
+        # entering the same object at once exactly one wins. After an exit the
+        # ended activation stays first (for "already exited" messages) until
+        # the next entry; it no longer points back here, so no cycle keeps a
+        # `with eagerctl.eager_scope():` object from being freed at once.
         self._claims: list[Activation] = []
-        # Not the last activation itself: it points back here, and that cycle would
-        # leave every `with eager_scope():` object to the garbage collector.
-        self._last: Place | None = None
 
     def __repr__(self) -> str:
         process = ", process=True" if self.process else ""
@@ -432,12 +433,12 @@ class Scope:
             f"at most once at a time: create a new {self.factory}() for a nested block"
         )
 
-    def _not_active(self) -> EagerctlError:
-        if self._last is None:
+    def _not_active(self, last: Activation | None) -> EagerctlError:
+        if last is None or last.token is None:
             return EagerctlError(f"{self!r} cannot exit: it is not active (it was never entered); "
                                  "exit a scope only after entering it")
         return EagerctlError(
-            f"{self!r} cannot exit: it is not active (it was {_describe(self._last)} and has "
+            f"{self!r} cannot exit: it is not active (it was {last.describe()} and has "
             "already exited); exit a scope once per entry"
         )
 
@@ -467,12 +468,11 @@ class Scope:
         try:  # first: an interrupt at any later instruction lands here
             claims = self._claims
             act = claims[0] if claims else None
-            if act is None or (act.value is None and act.token is None):  # none, or one still entering
-                raise self._not_active()
+            if act is None or (act.value is None and act.token is not RESET):  # exited, or still entering
+                raise self._not_active(act)
             act.exit()  # misuse (another thread's local scope) raises here, nothing changed
-            self._last = (act.code, act.lasti, act.thread, act.task)
             act.frame = None
-            _unclaim(claims, act)
+            act.scope = None  # type: ignore[assignment]  # ended: it stays first, without a cycle back here
         except EagerctlError:
             raise
         except BaseException:
@@ -486,12 +486,8 @@ class Scope:
             return
         finish_exit(act)
         if act.value is None:
-            self._last = (act.code, act.lasti, act.thread, act.task)
             act.frame = None
-            try:
-                claims.remove(act)
-            except ValueError:
-                pass
+            act.scope = None  # type: ignore[assignment]
 
     async def __aenter__(self) -> Self:
         return self.__enter__(2)

@@ -147,6 +147,17 @@ def test_debuggable_layer_call_in_keras_fit(mirrored: dict[str, Any]) -> None:
     assert [r for r in debug["runs"] if r[1] == R and r[2]] == []
 
 
+def test_gather_on_two_devices_works_in_every_mode(mirrored: dict[str, Any]) -> None:
+    # Where TF implements a gather with collectives (MirroredStrategy over more than
+    # one device, MultiWorkerMirroredStrategy), eagerctl keeps TF's internal
+    # all-gather function compiled under any eager override: its own scopes, and
+    # TF's flag while the hook is installed. TF alone raises under the flag.
+    expected = [[0.0, 1.0], [[0.0, 1.0], [0.0, 1.0]]]
+    for mode in ["none", "local", "process", "flag"]:
+        assert mirrored[f"gather:{mode}"] == expected, mode
+    assert mirrored["gather:flag_tf_alone"] == "RuntimeError: all_gather is not supported in eager mode."
+
+
 def test_flag_and_scopes_clean_at_the_end(mirrored: dict[str, Any]) -> None:
     assert mirrored["end"] == {"flag": False, "scopes": 0}
 
@@ -254,7 +265,46 @@ def scenario_mirrored() -> dict[str, Any]:
     for name in ["loss_fn", "replica_step", "train_step"]:
         out[f"loop:debuggable:{name}"] = custom_loop(strategy, "graph", debug=name)
     out["fit:debuggable:call"] = keras_fit(strategy, "graph", debug=True)
+    out.update(gathers(strategy))
     out["end"] = {"flag": tf.config.functions_run_eagerly(), "scopes": len(eagerctl.status().scopes)}
+    return out
+
+
+def gathers(strategy: Any) -> dict[str, Any]:
+    """`Strategy.gather` and `ReplicaContext.all_gather` on two devices, eagerly, in each mode."""
+    import tensorflow as tf
+
+    import eagerctl
+
+    values = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant([float(ctx.replica_id_in_sync_group)]))
+
+    def replica_gather(v: Any) -> Any:
+        return tf.distribute.get_replica_context().all_gather(v, axis=0)
+
+    def attempt() -> Any:
+        try:
+            gathered = strategy.gather(values, axis=0).numpy().tolist()
+            per_replica = strategy.experimental_local_results(strategy.run(replica_gather, args=(values,)))
+            return [gathered, [r.numpy().tolist() for r in per_replica]]
+        except Exception as exc:  # noqa: BLE001 - the outcome is the record
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+    out = {"gather:none": attempt()}
+    with eagerctl.eager_scope():
+        out["gather:local"] = attempt()
+    with eagerctl.eager_scope(process=True):
+        out["gather:process"] = attempt()
+    tf.config.run_functions_eagerly(True)
+    try:
+        out["gather:flag"] = attempt()
+        eagerctl.uninstall_hook()
+        try:
+            out["gather:flag_tf_alone"] = attempt()
+        finally:
+            eagerctl.install_hook()
+    finally:
+        tf.config.run_functions_eagerly(False)
     return out
 
 

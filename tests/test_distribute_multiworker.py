@@ -135,12 +135,14 @@ def test_all_gather_eager_limitation_and_clear_error(workers: list[dict[str, Any
            "of the code you run eagerly")
     assert gather["unfixed_flag"] == (
         "EagerctlError: TensorFlow cannot run a collective all_gather eagerly (ReplicaContext.all_gather, "
-        "or Strategy.gather under MultiWorkerMirroredStrategy), and this call runs eagerly because of "
+        "or Strategy.gather under MultiWorkerMirroredStrategy or a MirroredStrategy over more than one "
+        "device), and this call runs eagerly because of "
         f"tf.config.run_functions_eagerly(True). {fix}"
     )
     assert gather["unfixed_local"] == (
         "EagerctlError: TensorFlow cannot run a collective all_gather eagerly (ReplicaContext.all_gather, "
-        "or Strategy.gather under MultiWorkerMirroredStrategy), and this call runs eagerly because of "
+        "or Strategy.gather under MultiWorkerMirroredStrategy or a MirroredStrategy over more than one "
+        "device), and this call runs eagerly because of "
         f"{gather['scope']} (entered at {gather['where']} in thread 'MainThread'). {fix}"
     )
     assert gather["where"] == f"{SCRIPT}:{gather['line']}"
@@ -280,7 +282,7 @@ def gather(strategy: Any, index: int) -> dict[str, Any]:
     from tensorflow.python.distribute import cross_device_ops
 
     import eagerctl
-    from eagerctl import _distribute
+    from eagerctl import _compiled, _distribute
 
     @tf.function
     def step(v: Any) -> Any:
@@ -313,13 +315,15 @@ def gather(strategy: Any, index: int) -> dict[str, Any]:
     # Without eagerctl's fix, each worker fails at the same point, before any
     # collective starts: TF alone, and with eagerctl's error.
     _distribute.uninstall()
+    _compiled.uninstall()
     try:
         out["tf_alone_flag"] = with_flag()
     finally:
         _distribute.install()
+        _compiled.install()
     cls = cross_device_ops.CollectiveAllReduce
     fixed = cls.__dict__["_batch_all_gather"]
-    cls._batch_all_gather = _distribute._originals[(cls, "_batch_all_gather")]
+    cls._batch_all_gather = _compiled._originals[(cls, "_batch_all_gather")]
     try:
         out["unfixed_flag"] = with_flag()
         scope = eagerctl.eager_scope()

@@ -16,6 +16,7 @@ back from anything.
 from __future__ import annotations
 
 import dis
+import gc
 import random
 import signal
 import threading
@@ -194,6 +195,9 @@ def test_real_sigints_at_random_moments_leave_no_override() -> None:
     interrupted = dict.fromkeys(OPERATIONS, 0)
     dirty: list[str] = []
     _block_sigint()
+    # No garbage collection meanwhile: other libraries' gc callbacks (hypothesis
+    # installs one) would get interrupts of their own, which Python cannot raise.
+    gc.disable()
     killer = threading.Thread(target=ctrl_c, daemon=True)
     killer.start()
     deadline = time.monotonic() + 3.0
@@ -211,8 +215,11 @@ def test_real_sigints_at_random_moments_leave_no_override() -> None:
                     if name not in WITH_FORMS and not raw_state_clean():
                         dirty.append(f"{name}: in force before the next operation")
                     if not state_clean_after_next_operation():
-                        dirty.append(f"{name}: {eagerctl.status()}")
+                        if name not in MANUAL:  # by hand: the caller's own window, see above
+                            dirty.append(f"{name}: {eagerctl.status()}")
                         eagerctl.reset()
+                        if not state_clean_after_next_operation():
+                            dirty.append(f"{name}: not clean after reset(): {eagerctl.status()}")
     finally:
         stop.set()
         killer.join()
@@ -220,6 +227,7 @@ def test_real_sigints_at_random_moments_leave_no_override() -> None:
         if signal.SIGINT in signal.sigpending():
             signal.sigwait({signal.SIGINT})  # the last one sent: consumed, not raised
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        gc.enable()
     assert dirty == []
     assert sum(interrupted.values()) > 100
     assert tf.config.functions_run_eagerly() is False
