@@ -8,6 +8,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -223,3 +224,25 @@ def test_no_tracing_warning_in_graph_mode_where_nothing_is_traced() -> None:
 
     with pytest.warns(EagerctlWarning, match="was entered while TensorFlow is tracing a graph"):
         traced()
+
+
+def test_eagerctl_run_graph_process_keeps_a_program_that_sets_the_flag_compiled(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eagerctl._cli import main
+
+    script = tmp_path / "sets_the_flag.py"
+    script.write_text(
+        "import tensorflow as tf\n"
+        "seen = []\n"
+        "@tf.function\n"
+        "def step(x):\n"
+        "    seen.append(tf.executing_eagerly())\n"
+        "    return x + 1\n"
+        "tf.config.run_functions_eagerly(True)  # the program's own choice\n"
+        "step(tf.constant(1)); step(tf.constant(2))\n"
+        "print('seen', seen, tf.config.functions_run_eagerly())\n"
+    )
+    assert main(["run", "--graph", "--process", str(script)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "seen [False] False"  # traced once, compiled
+    assert tf.config.functions_run_eagerly() is True  # the program's write: the baseline, now in force
+    tf.config.run_functions_eagerly(False)
