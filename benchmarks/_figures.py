@@ -237,8 +237,9 @@ def scope_enter_exit(cfg: Config) -> list[Row]:
     tf_text = f"`test_util.run_functions_eagerly`: {fmt_time(res.sides['tf'].per_op)}"
     raw = _raw(res)
     return [
+        # Issue 10's target: no slower than before its checks (0.93 in the README's run).
         Row("scope_local", "`eager_scope()` enter+exit", fmt_time(res.sides["local"].per_op), tf_text,
-            res.ratios["local"], "at most 0.5", 0.5, data=raw).judge(),
+            res.ratios["local"], "at most 0.93", 0.93, data=raw).judge(),
         Row("floor_flag", "  floor: raw flag toggle (True, False)", fmt_time(res.sides["flag"].per_op),
             tf_text, res.ratios["flag"], "(reference)", data={}),
         Row("floor_contextvar", "  floor: bare `ContextVar` set+reset",

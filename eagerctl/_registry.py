@@ -86,10 +86,19 @@ class Registry:
         self._writing = False
 
     # -- operations -----------------------------------------------------------
+    # `enter` and `exit`, on every process scope's path, inline `_locked`,
+    # `_notice` and `_publish`.
     def enter(self, node: Node) -> None:
         flags = self.flags
-        with self._locked():
-            self._notice(flags)
+        lock = self._lock
+        if lock._is_owned():  # type: ignore[attr-defined]
+            lock._release_save()  # type: ignore[attr-defined]
+        with lock:
+            flag = flags.RUN_FUNCTIONS_EAGERLY
+            if self._writing:
+                self._writing = False
+            elif flag is not self._written:
+                self._baseline = True if flag else False
             self._active[node] = None
             self._writing = True
             flags.RUN_FUNCTIONS_EAGERLY = self._written = node.value
@@ -98,12 +107,26 @@ class Registry:
     def exit(self, node: Node) -> bool:
         """Remove `node`; False (and nothing changed) if it is not registered."""
         flags = self.flags
-        with self._locked():
-            if node not in self._active:
+        lock = self._lock
+        if lock._is_owned():  # type: ignore[attr-defined]
+            lock._release_save()  # type: ignore[attr-defined]
+        with lock:
+            active = self._active
+            if node not in active:
                 return False
-            self._notice(flags)
-            del self._active[node]
-            self._publish(flags)
+            flag = flags.RUN_FUNCTIONS_EAGERLY
+            if self._writing:
+                self._writing = False
+            elif flag is not self._written:
+                self._baseline = True if flag else False
+            del active[node]
+            value: bool | None = self._baseline
+            for newest in reversed(active):
+                value = newest.value
+                break
+            self._writing = True
+            flags.RUN_FUNCTIONS_EAGERLY = self._written = value
+            self._writing = False
             return True
 
     def write(self, value: bool) -> None:
