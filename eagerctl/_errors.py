@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 class EagerctlError(RuntimeError):
     """Wrong use of eagerctl, or a TensorFlow it cannot work with.
@@ -21,3 +26,22 @@ class EagerctlWarning(UserWarning):
     Example: entering a scope while TensorFlow traces a graph, which cannot
     change the graph being built.
     """
+
+
+def hide_from_pytest(excinfo: Any) -> bool:
+    """pytest's `__tracebackhide__` for eagerctl's modules, so a failure points at the user's code.
+
+    A module that imports it under that name has its frames left out of pytest's
+    tracebacks (`--full-trace` shows them), unless the exception was raised in
+    eagerctl itself and is not one of its deliberate errors: that is a bug, and
+    its frames are kept. Costs nothing per call: pytest reads it from the
+    module's globals when it formats a failure.
+    """
+    if excinfo is None:
+        return True
+    if isinstance(excinfo.value, (EagerctlError, FloatingPointError)):
+        return True  # eagerctl's own message says what is wrong and what to do
+    tb = excinfo.tb
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE)
