@@ -415,12 +415,13 @@ class _Extension:
             return
         exited, failed = [], []
         for act in left:
+            scope, described = act.scope, f"{act.scope!r} entered at {act.where}"  # exiting may clear them
             try:
                 with _DeferSigint():
                     _exit_activation(act)
-                    if self.process is not None and act.scope is self.process:
+                    if self.process is not None and scope is self.process:
                         self.process = None
-                exited.append(f"{act.scope!r} entered at {act.where}")
+                exited.append(described)
             except EagerctlError as exc:
                 failed.append(str(exc))
         from ._status import is_eager
