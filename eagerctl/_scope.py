@@ -11,11 +11,13 @@ steps: `Activation.enter()` and `Activation.exit()`.
 Interrupts. A KeyboardInterrupt can land between any two bytecodes. Each
 operation has one commit (one C-level operation: the `ContextVar.set`, the
 registry's dict insertion, `value = None` on exit), and every caller runs
-`enter()` inside a `try` whose handler calls `exit()`, which is safe in any
-state: before the commit nothing happened, after it the operation is undone
-or completed. What Python cannot protect (the `with` statement's own
-instructions between `__enter__` returning and its block) is the one window
-left; `eagerctl.reset()` is the way back from it.
+`enter()` and `exit()` inside one `try` whose handler completes the exit in
+its own frame (`finish_exit`); `exit()` is safe in any state. What no `try`
+can cover is the `with` statement's own instructions around its `__exit__`
+call and the first instruction of `__exit__`: a scope interrupted there is
+noticed at the next scope operation (its `with` block is over, `_orphaned`)
+and taken off. A scope entered by hand (`s.__enter__()`) and lost has no such
+witness: `eagerctl.reset()` is the way back from anything.
 """
 
 from __future__ import annotations
