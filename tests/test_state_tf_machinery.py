@@ -168,3 +168,20 @@ def test_the_patches_install_and_uninstall_with_the_hook() -> None:
     finally:
         eagerctl.install_hook()
     assert _compiled.installed()
+
+
+def test_an_eager_tf_cond_keeps_its_branches_in_the_scopes_mode() -> None:
+    # eagerctl forces compiled only TF's parallel-device branch of an eager tf.cond
+    # (a predicate with no constant value); a plain one calls one branch as TF does.
+    seen: list[bool] = []
+
+    @tf.function
+    def branch() -> tf.Tensor:
+        seen.append(tf.executing_eagerly())
+        return tf.constant(1.0)
+
+    with eagerctl.eager_scope():
+        assert float(tf.cond(tf.constant(True), branch, branch)) == 1.0
+    assert seen == [True]
+    assert float(tf.cond(tf.constant(True), branch, branch)) == 1.0
+    assert seen == [True, False]  # compiled outside the scope: traced once
