@@ -17,14 +17,17 @@ from ._hook import install as install_hook
 from ._hook import register_import_hook as _register_import_hook
 from ._hook import uninstall as uninstall_hook
 from ._ipython import load_ipython_extension, unload_ipython_extension
+from ._island import IslandError
 from ._scope import Scope, eager_scope, graph_scope, reset
 from ._status import ScopeInfo, Status, is_eager, status
+from ._version import __version__ as __version__
 
 __all__ = [
     "Bisection",
     "Comparison",
     "EagerctlError",
     "EagerctlWarning",
+    "IslandError",
     "Scope",
     "ScopeInfo",
     "Status",
@@ -41,7 +44,5 @@ __all__ = [
     "uninstall_hook",
     "unload_ipython_extension",
 ]
-
-__version__ = "0.1.0"
 
 _register_import_hook()
