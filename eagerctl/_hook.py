@@ -68,6 +68,7 @@ _patches: list[tuple[Callable[[], None], Callable[[], None]]] = []
 # (module, name) -> TF's own `run_functions_eagerly`, where the writer replaced it.
 _writers: dict[tuple[ModuleType, str], Any] = {}
 _writer: Any = None  # the one replacement, kept across uninstall and install
+_writer_sites: list[ModuleType] | None = None  # the modules that bound TF's writer
 
 
 def add_patches(install: Callable[[], None], uninstall: Callable[[], None]) -> None:
@@ -122,18 +123,22 @@ def _install_writer(flag_mod: ModuleType) -> None:
     if _writer is None or _writer.__eagerctl_original__ is not tf_writer:
         _writer = _make_writer(tf_writer)
     writer = _writer
-    # Every module of TF's that bound the function (tf.config, tf.compat.v1.config,
-    # def_function, ...): read from module dicts, which never triggers TF's lazy loaders.
-    for name, module in list(sys.modules.items()):
-        if module is None or not name.startswith(("tensorflow", "keras", "tf_keras")):
-            continue
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        for attr in ("run_functions_eagerly",):
-            if namespace.get(attr) is tf_writer:
-                _writers[(module, attr)] = tf_writer
-                setattr(module, attr, writer)
+    global _writer_sites
+    if _writer_sites is None:
+        # Every module of TF's that bound the function (tf.config, tf.compat.v1.config,
+        # def_function, ...), found once: read from module dicts, which never triggers
+        # TF's lazy loaders. (Installing again allocates nothing, so that it leaves no
+        # garbage collection behind for the code that runs next.)
+        _writer_sites = [
+            module for name, module in list(sys.modules.items())
+            if module is not None and name.startswith(("tensorflow", "keras", "tf_keras"))
+            and isinstance(getattr(module, "__dict__", None), dict)
+            and module.__dict__.get("run_functions_eagerly") is tf_writer
+        ]
+    for module in _writer_sites:
+        if module.__dict__.get("run_functions_eagerly") is tf_writer:
+            _writers[(module, "run_functions_eagerly")] = tf_writer
+            setattr(module, "run_functions_eagerly", writer)  # noqa: B010 - a name bound in TF's module
 
 
 def _install_writer_again() -> None:
