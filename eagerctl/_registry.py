@@ -173,11 +173,13 @@ class Registry:
 
     def newest(self) -> Node | None:
         """The most recently entered active node."""
-        try:
-            return next(reversed(self._active), None)
-        except RuntimeError:  # changed by another thread between the two steps
-            with self._locked():
-                return next(reversed(self._active), None)
+        # Under the lock: a dict's reverse iterator that another thread's changes
+        # (an insertion and a deletion, resizing the table) made stale can read
+        # past the table in CPython 3.11, and crash the process.
+        with self._locked():
+            for node in reversed(self._active):
+                return node
+            return None
 
     def active_count(self) -> int:
         return len(self._active)
