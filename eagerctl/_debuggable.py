@@ -18,6 +18,7 @@ method, which TF binds in `Function.__get__`); the wrapper receives
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -34,6 +35,7 @@ import wrapt
 
 from . import _hook
 from ._errors import EagerctlError, EagerctlWarning
+from ._errors import hide_from_pytest as __tracebackhide__  # noqa: F401 (pytest reads it from the globals)
 from ._scope import Activation, Scope, finish_exit
 
 P = ParamSpec("P")
@@ -91,6 +93,9 @@ def _classify(fn: object) -> str:
     if isinstance(fn, type):
         hint = ("decorate the method that misbehaves instead (for a Keras layer or model: call, "
                 "train_step or a tf.function method)")
+    elif isinstance(fn, functools.partial):
+        hint = ("decorate the function it wraps and take the partial of that instead: "
+                "functools.partial(eagerctl.debuggable(f), ...)")
     elif callable(fn) and not inspect.isroutine(fn):
         hint = (f"decorate the method instead, e.g. {type(fn).__name__}.call or "
                 f"{type(fn).__name__}.__call__ in the class body")
@@ -791,7 +796,7 @@ def debuggable(fn: Any = None, /, *, recursive: bool = True, enabled: bool | Non
     in that graph (`island=True`): its body runs eagerly every time the graph
     runs, gradients flow through it, and the rest of the graph stays compiled.
     Inside an XLA-compiled function (`jit_compile=True`) that raises
-    `EagerctlError`. `island=False`: the body becomes part of that graph and an
+    `IslandError` (an `EagerctlError`). `island=False`: the body becomes part of that graph and an
     `EagerctlWarning` (once per function) says so. Where TensorFlow cannot be
     hooked, a call raises `EagerctlError`.
 

@@ -107,7 +107,8 @@ def test_a_callable_object_is_refused_with_the_fix() -> None:
 def test_builtins_partials_and_values_are_refused(target: object) -> None:
     with pytest.raises(TypeError) as info:
         eagerctl.debuggable(target)  # type: ignore[call-overload]
-    hint = ("decorate the method instead, e.g. partial.call or partial.__call__ in the class body"
+    hint = ("decorate the function it wraps and take the partial of that instead: "
+            "functools.partial(eagerctl.debuggable(f), ...)"
             if isinstance(target, functools.partial) else "pass the function itself")
     assert str(info.value) == f"debuggable cannot decorate {target!r}: {SUPPORTED}; {hint}"
 
