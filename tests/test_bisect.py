@@ -502,7 +502,7 @@ def test_the_benchmark_names_the_culprit_layer() -> None:
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:  # benchmarks/ is a top-level folder, not part of the package
         sys.path.insert(0, root)
-    from benchmarks import bisect as bench
+    from benchmarks import bisect_runs as bench
 
     row = bench.measure(5)
     assert row["found"] and row["candidates"] == 6

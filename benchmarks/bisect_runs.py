@@ -8,8 +8,8 @@ prints the candidates found, the runs and traces of the train step, the bound
 the issue sets (2*log2(N) + 2 runs for one culprit), the seconds, and whether
 the culprit was named.
 
-    python -m benchmarks.bisect                 # N = 8, 16, 32, 50
-    python -m benchmarks.bisect --sizes 8 64 --plot bisect.png
+    python -m benchmarks.bisect_runs                 # N = 8, 16, 32, 50
+    python -m benchmarks.bisect_runs --sizes 8 64 --plot bisect.png
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bisect",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bisect_runs",
                                      description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32, 50],
                         help="model sizes in layers (default: 8 16 32 50)")
