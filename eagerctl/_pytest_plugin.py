@@ -462,8 +462,9 @@ def _left_elsewhere(who: str, act: Activation) -> str:
     gone = "its asyncio task has finished" if act.task is not None and _task_done(act.task) else (
         "its thread has finished" if not _thread_alive(act.thread) else None)
     if gone is not None:
-        # Nothing can ever exit it, and it is in force nowhere: stop counting it.
-        _local.LIVE.pop(act, None)
+        # Nothing can ever exit it: retire it, so it is dead in any context copied from
+        # there too, and stop counting it.
+        act.retire()
         return f"{text}; {gone}, so it is in force nowhere and eagerctl has dropped it. {SCOPE_FIX}"
     where = "that thread" if act.thread != threading.get_ident() else "that context"
     return (f"{text}; a local scope can only be exited where it was entered, so it stays in force "

@@ -715,11 +715,11 @@ def test_copied_context_keeps_it(probe):
 
 
 def test_leaks_in_other_threads_and_tasks(tfdir: pytest.Pytester) -> None:
-    path = tfdir.makepyfile(test_threads=THREADS)
+    path = tfdir.makepyfile(test_leaks_elsewhere=THREADS)
     result = run(tfdir)
     result.assert_outcomes(passed=7, warnings=4)
     warned = _warnings(result)
-    who = "test_threads.py::test_leaks_in"
+    who = "test_leaks_elsewhere.py::test_leaks_in"
     dropped = "so it is in force nowhere and eagerctl has dropped it"
     assert re.search(
         re.escape(f"{who}_a_finished_thread left eager_scope(True) active (entered at "
