@@ -115,15 +115,20 @@ def test_a_ctrl_c_during_the_magics_own_bookkeeping_is_delivered_right_after_it(
 
     from eagerctl._ipython import _DeferSigint
 
-    before = signal.getsignal(signal.SIGINT)
-    steps = []
-    with pytest.raises(KeyboardInterrupt):
-        with _DeferSigint():
-            signal.raise_signal(signal.SIGINT)  # a real SIGINT, as Ctrl-C sends
-            steps.append("entered")  # the bookkeeping finishes first
-        steps.append("not reached")
-    assert steps == ["entered"]
-    assert signal.getsignal(signal.SIGINT) is before
+    # Python's own handler, as in a kernel: an earlier pdb session (a post-mortem test)
+    # leaves pdb's handler installed in this process.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        steps = []
+        with pytest.raises(KeyboardInterrupt):
+            with _DeferSigint():
+                signal.raise_signal(signal.SIGINT)  # a real SIGINT, as Ctrl-C sends
+                steps.append("entered")  # the bookkeeping finishes first
+            steps.append("not reached")
+        assert steps == ["entered"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_html_of_a_comparison_that_differs_and_of_a_status_with_scopes() -> None:
