@@ -92,16 +92,27 @@ def live() -> list[Entry]:
     """The local entries that are active and can still exit, oldest first.
 
     An entry whose thread has finished, or whose asyncio task is done, can
-    never be exited by its owner: it is a phantom, dropped here (its context is
-    gone with its thread or task), so it never blocks anything. A forked child
+    never be exited by its owner: it is a phantom, not counted (its context is
+    gone with its thread or task), so it never blocks anything. The one
+    exception is an entry on this context's own stack: it is in force here. A forked child
     keeps only the forking thread, so other threads' entries drop out there.
     """
     entries = list(LIVE.copy())
+    # Entries on this context's own stack are in force here, whatever became of the
+    # task that entered them: Jupyter (ipykernel 7) runs each cell as a new task in
+    # one shared context, so a scope entered by hand in one cell is still in force
+    # in the next, after its task finished.
+    here: set[int] = set()
+    top = STACK.get()
+    while top is not None:
+        here.add(id(top))
+        top = top.below
     kept = []
     for entry in entries:
-        if entry.value is None or not _thread_alive(entry.thread) or (
-                entry.task is not None and _task_done(entry.task)):
+        if entry.value is None or (id(entry) not in here and not _thread_alive(entry.thread)):
             LIVE.pop(entry, None)
+        elif id(entry) not in here and entry.task is not None and _task_done(entry.task):
+            pass  # not counted here; kept, since a context its task shared may still hold it
         else:
             kept.append(entry)
     return kept

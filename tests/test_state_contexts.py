@@ -15,6 +15,7 @@ import gc
 import os
 import threading
 import warnings
+from collections.abc import Callable
 
 import pytest
 import tensorflow as tf
@@ -241,3 +242,32 @@ def test_a_forked_child_lists_only_its_own_scopes() -> None:
         release.set()
         t.join()
     assert answer == b"ok"
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "TaskGroup"), reason="tasks share a context from Python 3.11")
+def test_a_scope_entered_in_a_finished_task_of_a_shared_context_is_still_listed_there() -> None:
+    # Jupyter's pattern (ipykernel 7): every cell is a new task in one shared context, so a
+    # scope entered by hand in one cell is in force in the next, after its task finished.
+    shared = contextvars.copy_context()
+    scope = eagerctl.eager_scope()
+
+    async def cell(code: Callable[[], object]) -> None:
+        code()  # runs in `shared`: the task was created with it
+
+    async def kernel() -> tuple[bool, int]:
+        loop = asyncio.get_running_loop()
+        await loop.create_task(cell(scope.__enter__), context=shared)  # type: ignore[call-arg]
+        return (shared.run(eagerctl.is_eager),
+                len(shared.run(eagerctl.status).scopes))
+
+    try:
+        in_force, listed = asyncio.run(kernel())
+        assert in_force
+        assert listed == 1, "a scope in force in this context must be listed, and block uninstall_hook()"
+        with pytest.raises(EagerctlError):
+            shared.run(eagerctl.uninstall_hook)
+        assert len(eagerctl.status().scopes) == 0  # not in force in this context ...
+        assert len(shared.run(eagerctl.status).scopes) == 1  # ... and still listed where it is
+    finally:
+        shared.run(eagerctl.reset)
+    assert not shared.run(eagerctl.is_eager)
