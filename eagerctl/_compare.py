@@ -214,7 +214,7 @@ class Comparison:
                          f"({calls}; the graph did not run)")
         else:
             lines.append(f"  time per call: graph {_fmt_seconds(self.graph_seconds)}, eager "
-                         f"{_fmt_seconds(self.eager_seconds)}, slowdown {self.slowdown:.1f}x  ({calls} each)")
+                         f"{_fmt_seconds(self.eager_seconds)}, {speed(self.slowdown)}  ({calls} each)")
         if self.traces:
             lines.append(f"  tracing: {self.traces} trace{'s' if self.traces != 1 else ''}, "
                          f"{_fmt_seconds(self.trace_seconds)} (not in the times above)")
@@ -239,6 +239,15 @@ def _fmt_diff(value: float) -> str:
     if value == 0:
         return "0"
     return f"{value:.3g}"
+
+
+def speed(slowdown: float) -> str:
+    """Eager against graph, said the way round that reads: a slowdown, or how much faster eager is."""
+    if math.isnan(slowdown):
+        return "slowdown n/a"
+    if slowdown >= 1 or slowdown <= 0:
+        return f"slowdown {slowdown:.1f}x"
+    return f"eager {1 / slowdown:.1f}x faster"
 
 
 def _fmt_seconds(seconds: float) -> str:

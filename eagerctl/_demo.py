@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from ._compare import Comparison, compare
+from ._compare import speed as _speed
 from ._scope import eager_scope, graph_scope
 from ._status import is_eager
 
@@ -110,7 +111,7 @@ def _body_summary(runs: list[tuple[bool, bool]], repeat: int) -> list[str]:
     traced = sum(1 for executing in graph if not executing)
     # Each mode makes the same calls, and every eager call runs the body once: count those
     # (compare() makes `repeat` timed calls plus its compared ones).
-    calls = len(eager) or repeat + 1
+    calls = len(eager) or repeat + 2
     if not graph:
         graph_line = f"graph: {calls} calls ran the compiled graph; the Python body did not run"
     elif traced == len(graph):
@@ -271,13 +272,6 @@ def _verdict(c: Comparison) -> str:
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f} ms" if seconds < 0.01 else f"{seconds * 1e3:.1f} ms"
-
-
-def _speed(slowdown: float) -> str:
-    """Eager against graph, said the way round that reads: a slowdown, or how much faster eager is."""
-    if slowdown >= 1 or slowdown <= 0:
-        return f"slowdown {slowdown:.1f}x"
-    return f"eager {1 / slowdown:.1f}x faster"
 
 
 def report(s: Scenario, index: int, total: int, repeat: int, out: TextIO) -> None:

@@ -743,7 +743,7 @@ def comparison_html(result: Comparison) -> str:
     The same content as `str(result)`, whose wording (verdict, explanations)
     it takes from `Comparison` itself.
     """
-    from ._compare import _MAX_ROWS, _fmt_diff, _fmt_seconds
+    from ._compare import _MAX_ROWS, _fmt_diff, _fmt_seconds, speed
 
     verdict = result._verdict() if hasattr(result, "_verdict") else (
         "graph and eager MATCH" if result.match else f"graph and eager DIFFER in {len(result.mismatches)}")
@@ -777,6 +777,6 @@ def comparison_html(result: Comparison) -> str:
                    "not run)</p>")
     else:
         out.append(f"<p>time per call: graph {_fmt_seconds(result.graph_seconds)}, eager "
-                   f"{_fmt_seconds(result.eager_seconds)}, slowdown {result.slowdown:.1f}x "
+                   f"{_fmt_seconds(result.eager_seconds)}, {speed(result.slowdown)} "
                    f"({calls} each)</p>")
     return "\n".join(out)

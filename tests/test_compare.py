@@ -260,7 +260,8 @@ def test_str_is_a_readable_table() -> None:
     assert lines[2] == "  output[0]           (2,)         float32   1                    NO"
     assert lines[3] == "  output[1]           (2,)         float32   0                    yes"
     assert lines[4] == "  variables['ticks']  ()           int32     0                    yes"
-    timing = r"  time per call: graph \S+ \S+, eager \S+ \S+, slowdown \S+x  \(2 timed calls each\)"
+    timing = (r"  time per call: graph \S+ \S+, eager \S+ \S+, (slowdown \S+x|eager \S+x faster)  "
+              r"\(2 timed calls each\)")
     assert re.fullmatch(timing, lines[5])
     assert re.fullmatch(r"  tracing: 1 trace, \S+ \S+ \(not in the times above\)", lines[6])
     assert len(lines) == 7
@@ -322,6 +323,14 @@ def test_calling_compare_while_tracing_is_an_error() -> None:
 
 
 # -- a stale graph: traced against objects the program has since replaced ----------------
+
+
+def test_a_faster_eager_run_is_said_as_such_not_as_a_slowdown_below_one() -> None:
+    from eagerctl._compare import speed
+
+    assert speed(7.06) == "slowdown 7.1x"
+    assert speed(0.25) == "eager 4.0x faster"
+    assert speed(float("nan")) == "slowdown n/a"
 
 
 def test_a_graph_referencing_deleted_variables_is_reported_as_a_divergence() -> None:
