@@ -1338,24 +1338,9 @@ def bisect(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: floa
     started = time.perf_counter()
     _check_options(rtol, atol)
     target, name = _resolve(fn)
-    if not callable(target):
-        raise TypeError(f"bisect() needs a tf.function, a Keras model or a Python callable, not {fn!r}")
-    _hook.require_local()
-    import tensorflow as tf
-
-    if isinstance(target, tf.types.experimental.ConcreteFunction):
-        raise TypeError(
-            f"bisect() cannot run {fn!r} eagerly: a ConcreteFunction has no Python body; "
-            "pass the tf.function (or the Python function) it came from"
-        )
-    if not tf.executing_eagerly():
-        raise EagerctlError(
-            f"bisect({name}) was called while TensorFlow traces a graph; it runs the function itself and "
-            "must be called eagerly, outside any tf.function"
-        )
-    is_tf_function = hasattr(target, "python_function") and hasattr(target, "get_concrete_function")
+    is_tf_function, graph_fn = _compare.checked_target(
+        "bisect", "a tf.function, a Keras model or a Python callable", fn, target, name)
     python_fn = target.python_function if is_tf_function else target
-    graph_fn = target if is_tf_function else tf.function(target)
     b = _Bisector(target, python_fn=python_fn, graph_fn=graph_fn, name=name, args=args, kwargs=dict(kwargs),
                   rtol=float(rtol), atol=float(atol))
     try:

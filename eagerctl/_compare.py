@@ -241,6 +241,27 @@ def _fmt_diff(value: float) -> str:
     return f"{value:.3g}"
 
 
+def checked_target(tool: str, accepted: str, fn: Any, target: Any, name: str) -> tuple[bool, Any]:
+    """The checks `compare` and `bisect` make of what they are given: (is a tf.function, its graph form)."""
+    if not callable(target):
+        raise TypeError(f"{tool}() needs {accepted}, not {fn!r}")
+    _hook.require_local()
+    import tensorflow as tf
+
+    if isinstance(target, tf.types.experimental.ConcreteFunction):
+        raise TypeError(
+            f"{tool}() cannot run {fn!r} eagerly: a ConcreteFunction has no Python body; "
+            "pass the tf.function (or the Python function) it came from"
+        )
+    if not tf.executing_eagerly():
+        raise EagerctlError(
+            f"{tool}({name}) was called while TensorFlow traces a graph; it runs "
+            "the function itself and must be called eagerly, outside any tf.function"
+        )
+    is_tf_function = hasattr(target, "python_function") and hasattr(target, "get_concrete_function")
+    return is_tf_function, (target if is_tf_function else tf.function(target))
+
+
 def speed(slowdown: float) -> str:
     """Eager against graph, said the way round that reads: a slowdown, or how much faster eager is."""
     if math.isnan(slowdown):
@@ -315,25 +336,10 @@ def compare(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: flo
     """
     _check_options(rtol, atol, repeat)
     target = _unwrap(fn)
-    if not callable(target):
-        raise TypeError(f"compare() needs a tf.function or a Python callable, not {fn!r}")
-    _hook.require_local()
+    name = _function_name(target)
+    _, graph_fn = checked_target("compare", "a tf.function or a Python callable", fn, target, name)
     import numpy as np
     import tensorflow as tf
-
-    if isinstance(target, tf.types.experimental.ConcreteFunction):
-        raise TypeError(
-            f"compare() cannot run {fn!r} eagerly: a ConcreteFunction has no Python body; "
-            "pass the tf.function (or the Python function) it came from"
-        )
-    if not tf.executing_eagerly():
-        raise EagerctlError(
-            f"compare({_function_name(target)}) was called while TensorFlow traces a graph; it runs "
-            "the function itself and must be called eagerly, outside any tf.function"
-        )
-    is_tf_function = hasattr(target, "python_function") and hasattr(target, "get_concrete_function")
-    graph_fn = target if is_tf_function else tf.function(target)
-    name = _function_name(target)
 
     created: list[Any] = []
 
