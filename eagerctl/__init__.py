@@ -45,4 +45,9 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
+# Tracebacks and reprs name the errors as users import them: eagerctl.EagerctlError.
+for _public in (EagerctlError, EagerctlWarning, IslandError):
+    _public.__module__ = __name__
+del _public
+
 _register_import_hook()

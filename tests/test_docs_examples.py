@@ -67,6 +67,8 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 _TIME = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e-?\d+)? ?(?:ns|us|µs|ms|s)\b")
 _RATIO = re.compile(r"(?<![\w.])\d+(?:\.\d+)?x\b")
 _PY_PATH = re.compile(r"(?:/[\w.+-]+)+/([\w.-]+\.py)")
+# A timing said either way round (compare's "slowdown 7.1x" or "eager 4.0x faster").
+_SPEED = re.compile(r"slowdown <n>x|eager <n>x faster")
 
 
 def normalise(text: str, *, example_file: Path | None = None, title: str | None = None) -> list[str]:
@@ -78,7 +80,7 @@ def normalise(text: str, *, example_file: Path | None = None, title: str | None 
         if _TF_LOG.match(raw):
             continue
         line = _PY_PATH.sub(r"\1", _ADDRESS.sub("0x...", raw))
-        lines.append(_RATIO.sub("<n>x", _TIME.sub("<time>", line)).rstrip())
+        lines.append(_SPEED.sub("<speed>", _RATIO.sub("<n>x", _TIME.sub("<time>", line))).rstrip())
     while lines and not lines[-1]:
         lines.pop()
     return lines

@@ -102,3 +102,19 @@ def test_installed_metadata_matches_when_installed() -> None:
     assert installed == eagerctl.__version__
     plugins = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="pytest11")}
     assert plugins.get("eagerctl") == "eagerctl._pytest_plugin"
+
+
+def test_errors_are_named_as_users_import_them() -> None:
+    import pickle
+    import traceback
+
+    import eagerctl
+
+    try:
+        raise eagerctl.IslandError("an island cannot be built here")
+    except eagerctl.EagerctlError as exc:
+        last = traceback.format_exception(exc)[-1]
+        again = pickle.loads(pickle.dumps(exc))
+    assert last == "eagerctl.IslandError: an island cannot be built here\n"
+    assert type(again) is eagerctl.IslandError
+    assert repr(eagerctl.EagerctlWarning) == "<class 'eagerctl.EagerctlWarning'>"
