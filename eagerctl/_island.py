@@ -466,6 +466,11 @@ class _Island:
         diff_inputs = [k for k, t in enumerate(inputs) if _differentiable(t.dtype)]
         self.diff_out_pos = [k for k, dtype in enumerate(self.tout[:-1]) if _differentiable(dtype)]
         self.differentiable = bool(self.diff_out_pos) and bool(diff_inputs or self.variables)
+        # Nothing for a tape to differentiate in the trace, while a tape could record:
+        # a trainable variable read only at run time (a branch the trace did not
+        # take) would silently get no gradient, so each run checks what it reads.
+        self.check_reads = (bool(self.diff_out_pos) and not self.differentiable
+                            and record.could_possibly_record())
         # Reading the variables here, next to the op, is what a tape around the
         # graph watches; their gradients come back through these reads.
         var_reads = [v.value() for v in self.variables] if self.differentiable else []
@@ -718,7 +723,7 @@ class _Island:
             for tape in reversed(tapes):  # outermost first
                 stack.enter_context(tape)
                 tape.watch([tensors[k] for k in self.diff_input_pos])
-            if tapes:
+            if tapes or self.check_reads:
                 watcher = stack.enter_context(record.VariableWatcher())
             args, kwargs = self._rebuild(tensors)
             context = eager_inputs[self.context_pos:self.context_pos + len(self.carry.tensors)]
@@ -736,9 +741,11 @@ class _Island:
                 finally:
                     added = self.losses.added(before, restore=True) if before is not None else []
             results = self._check_outputs(out) + self._check_losses(added)
-            if tapes:
+            if tapes or self.check_reads:
                 watched = watcher.watched_variables()
         if not tapes:
+            if self.check_reads:
+                self._refuse_unseen([v for v in _unique(watched) if v.trainable and _differentiable(v.dtype)])
             return [*results, _NO_CALL]
         call_id = next(_call_ids)
         unseen = [v for v in _unique(watched)
@@ -747,6 +754,17 @@ class _Island:
         self._keep(call_id, _Entry(tapes, sources, [results[k] for k in self.diff_out_pos], unseen,
                                    self._estimate(tensors, results)))
         return [*results, np.asarray(call_id, np.int64)]
+
+    def _refuse_unseen(self, missing: list[Any]) -> None:
+        if missing:
+            names = ", ".join(repr(v.name) for v in missing)
+            raise IslandError(
+                f"eager island {self.name!r} read the trainable variable(s) {names} in this run, "
+                "but not in the trace that built the graph (a Python branch on a `.numpy()` value "
+                "took another path there), so the graph has no gradient for them: they would "
+                "silently get None. Read them on every path of the body (e.g. `w = "
+                "tf.identity(self.kernel)` before the branch), or branch with tf.cond"
+            )
 
     def _estimate(self, tensors: list[Any], results: list[Any]) -> int:
         """Bytes a run's tapes keep: the traced body's op outputs, at this run's batch size."""
@@ -864,17 +882,8 @@ class _Island:
 
         inner, outer = entry.tapes[0], entry.tapes[1:]
         if entry.unseen:
-            missing = [v for v, g in zip(entry.unseen, inner.gradient(
-                entry.targets, entry.unseen, output_gradients=dys), strict=True) if g is not None]
-            if missing:
-                names = ", ".join(repr(v.name) for v in missing)
-                raise IslandError(
-                    f"eager island {self.name!r} read the trainable variable(s) {names} in this run, "
-                    "but not in the trace that built the graph (a Python branch on a `.numpy()` value "
-                    "took another path there), so the graph has no gradient for them: they would "
-                    "silently get None. Read them on every path of the body (e.g. `w = "
-                    "tf.identity(self.kernel)` before the branch), or branch with tf.cond"
-                )
+            self._refuse_unseen([v for v, g in zip(entry.unseen, inner.gradient(
+                entry.targets, entry.unseen, output_gradients=dys), strict=True) if g is not None])
         with contextlib.ExitStack() as stack:
             # The outer tapes recorded the forward; let them record this
             # gradient too, so it can be differentiated again.

@@ -137,6 +137,37 @@ def test_a_variable_only_a_branch_the_trace_did_not_take_reads_is_an_error_not_a
         grads(tf.constant([3.0]))
 
 
+def test_a_variable_read_only_at_run_time_by_a_body_with_nothing_to_differentiate_in_its_trace() -> None:
+    # The trace reads no trainable variable and gets no float input: nothing for a tape to
+    # differentiate there. A run that reads one under a tape must not leave it a silent None.
+    weight = tf.Variable(2.0, name="late_weight")
+
+    def body(n: Any) -> Any:
+        if n.numpy() > 1:  # the trace's stand-in is 0: it takes the other branch
+            return weight * tf.cast(n, tf.float32)
+        return tf.cast(n, tf.float32)
+
+    island = eagerctl.debuggable(body)
+
+    @tf.function
+    def grads(n: Any) -> Any:
+        with tf.GradientTape() as tape:
+            y = island(n)
+        return y, tape.gradient(y, weight)
+
+    y, g = grads(tf.constant(1))
+    assert (float(y), g) == (1.0, None)  # as compiled: `weight` is not read on this path
+    with pytest.raises(tf.errors.UnknownError, match=re.escape(
+            "read the trainable variable(s) 'late_weight:0' in this run, but not in the trace")):
+        grads(tf.constant(3))
+
+    @tf.function
+    def forward(n: Any) -> Any:  # no tape: nothing is checked, the value is right
+        return island(n)
+
+    assert float(forward(tf.constant(3))) == 6.0
+
+
 def test_reading_every_variable_before_the_branch_gives_the_compiled_gradients() -> None:
     small, large, body = branching_model()
 
