@@ -195,6 +195,9 @@ def test_real_sigints_at_random_moments_leave_no_override() -> None:
     interrupted = dict.fromkeys(OPERATIONS, 0)
     dirty: list[str] = []
     _block_sigint()
+    # Python's own handler: a pdb session earlier in the run (a post-mortem test) leaves
+    # pdb's installed, which raises no KeyboardInterrupt.
+    outer_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     # No garbage collection meanwhile: other libraries' gc callbacks (hypothesis
     # installs one) would get interrupts of their own, which Python cannot raise.
     gc.disable()
@@ -227,6 +230,7 @@ def test_real_sigints_at_random_moments_leave_no_override() -> None:
         if signal.SIGINT in signal.sigpending():
             signal.sigwait({signal.SIGINT})  # the last one sent: consumed, not raised
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, outer_handler)
         gc.enable()
     assert dirty == []
     assert sum(interrupted.values()) > 100
