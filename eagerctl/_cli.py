@@ -399,6 +399,7 @@ class _Runner:
             for spec in self.specs:
                 if not spec.in_main:
                     spec.check_module()
+                    self._check_not_the_program(spec)
         except _UsageError as exc:
             print(f"eagerctl run: error: {exc}", file=sys.stderr)
             return 2
@@ -451,8 +452,31 @@ class _Runner:
         program = self.module if self.module is not None else (
             os.path.splitext(os.path.basename(os.path.normpath(self.script or "")))[0])
         if spec.module == program:
-            return f" (the program itself runs as __main__: use --debug __main__:{spec.qualname})"
+            return f" (the program itself runs as __main__: use {spec.option} __main__:{spec.qualname})"
         return ""
+
+    def _check_not_the_program(self, spec: _DebugSpec) -> None:
+        """`_UsageError` if `spec` names the program's own module (`train:step` for `train.py`).
+
+        Python runs the program as `__main__`, not under its module name: such a spec
+        could only apply to a second copy the program imported of itself, so it is
+        refused before the program runs, with the spelling that applies.
+        """
+        if self.module is not None:
+            same = spec.module == self.module
+            program = f"-m {self.module}"
+        else:
+            script = os.path.realpath(self.script or "")
+            if os.path.isdir(script):  # a directory or zip with __main__.py: no module name of its own
+                return
+            found = _module_file(spec.module)
+            same = isinstance(found, str) and os.path.realpath(found) == script
+            program = self.script or ""
+        if same:
+            raise _UsageError(
+                f"{spec.option} {spec.text}: {spec.module} is the program itself ({program}), which Python "
+                f"runs as __main__, not as {spec.module!r}, so this would never apply; use "
+                f"{spec.option} __main__:{spec.qualname}")
 
     def _execute(self) -> int:
         main_specs = [spec for spec in self.specs if spec.in_main]
@@ -569,28 +593,37 @@ def _enter_before_tensorflow(activation: Any) -> None:
 
 
 def _module_exists(name: str) -> bool:
-    """Whether module `name` can be found, without importing it or its parent packages.
+    """Whether module `name` can be found, without importing it or its parent packages."""
+    return _module_file(name) is not False
 
-    `importlib.util.find_spec("pkg.mod")` would import `pkg`, running its code
-    (often an `import tensorflow`) before the program starts.
+
+def _module_file(name: str) -> str | bool | None:
+    """The file module `name` would be loaded from (None if it has none), or False if not found.
+
+    Without importing it or its parent packages: `importlib.util.find_spec("pkg.mod")`
+    would import `pkg`, running its code (often an `import tensorflow`) before the
+    program starts.
     """
     parts = name.split(".")
     path: list[str] | None = None
+    origin: str | None = None
     for i in range(len(parts)):
         full = ".".join(parts[: i + 1])
         module = sys.modules.get(full)
         if module is not None:
             locations = getattr(module, "__path__", None)
+            origin = getattr(module, "__file__", None)
         else:
             spec = _find_spec(full, path)
             if spec is None:
                 return False
             locations = spec.submodule_search_locations
+            origin = spec.origin if spec.has_location else None
         if i < len(parts) - 1:
             if locations is None:  # not a package: it has no submodules
                 return False
             path = list(locations)
-    return True
+    return origin
 
 
 def _find_spec(fullname: str, path: list[str] | None, skip: object = None) -> Any:

@@ -338,16 +338,28 @@ def test_debug_main_works_under_a_debugger_or_coverage_tracer(no_tracer: None, t
     assert report(capsys)["step"] == [True, True]
 
 
-def test_debug_naming_the_script_as_a_module_says_to_use_main(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    script = write(tmp_path / "train.py", MAIN_PROGRAM)
-    assert main(["run", "--debug", "train:step", str(script)]) == 0
+@pytest.mark.parametrize("option", ["--debug", "--bisect"])
+@pytest.mark.parametrize("how", ["script", "script from elsewhere", "-m"])
+def test_a_spec_naming_the_program_itself_is_refused_before_it_runs(
+        option: str, how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # `eagerctl run --bisect train:step train.py`: Python runs train.py as __main__, never as
+    # `train`, so the spec cannot apply. Said before the program runs (which may be a long
+    # training), with a nonzero exit, in the option the user wrote.
+    name = f"train_{uuid.uuid4().hex[:8]}"  # unique: sys.modules must not know it
+    script = write(tmp_path / f"{name}.py", MAIN_PROGRAM)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere if how == "script from elsewhere" else tmp_path)
+    program = {"script": [script.name], "script from elsewhere": [str(script)], "-m": ["-m", name]}[how]
+    shown = {"script": script.name, "script from elsewhere": str(script), "-m": f"-m {name}"}[how]
+    assert main(["run", option, f"{name}:step", *program]) == 2
     captured = capsys.readouterr()
-    assert '"step": [false]' in captured.out
+    assert captured.out == ""  # the program never started
     assert captured.err == (
-        "eagerctl run: warning: --debug train:step was never applied: the program did not import train "
-        "(the program itself runs as __main__: use --debug __main__:step)\n"
-    )
+        f"eagerctl run: error: {option} {name}:step: {name} is the program itself ({shown}), which Python "
+        f"runs as __main__, not as {name!r}, so this would never apply; use {option} __main__:step\n")
+    assert name not in sys.modules
 
 
 def test_debug_spec_that_is_never_imported_is_reported(program: Path, helper: str,
