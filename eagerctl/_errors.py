@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -18,6 +19,15 @@ class EagerctlError(RuntimeError):
     # AutoGraph re-raises exceptions from converted code as its own StagingError
     # unless they carry this attribute; eagerctl's errors must reach the user as they are.
     ag_pass_through = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A public error defined in a private module (eagerctl._island.IslandError)
+        # is named as users import it, eagerctl.IslandError, in tracebacks and pickles,
+        # however its module was loaded (eagerctl loads its tools on first use).
+        package = sys.modules.get(__package__ or "")
+        if cls.__module__.startswith(f"{__package__}._") and cls.__name__ in getattr(package, "__all__", ()):
+            cls.__module__ = __package__ or cls.__module__
 
 
 class EagerctlWarning(UserWarning):
