@@ -71,6 +71,27 @@ _writer: Any = None  # the one replacement, kept across uninstall and install
 _writer_sites: list[ModuleType] | None = None  # the modules that bound TF's writer
 
 
+class Watch:
+    """A per-call check for a module above this one (`_breakpoints`): off, it costs one attribute read.
+
+    While `on`, the property calls `check(function)` before deciding, at every
+    `tf.function` call (the breakpoints module sees its debugger's changes there).
+    """
+
+    __slots__ = ("check", "on")
+
+    def __init__(self) -> None:
+        self.on = False
+        self.check: Callable[[object], None] = _no_check
+
+
+def _no_check(_function: object) -> None:
+    return None
+
+
+WATCH = Watch()
+
+
 def add_patches(install: Callable[[], None], uninstall: Callable[[], None]) -> None:
     """Have `install` and `uninstall` run with the hook's own (from a module above this one)."""
     _patches.append((install, uninstall))
@@ -85,7 +106,9 @@ def _make_property(flag_mod: ModuleType) -> property:
     # Default arguments make the reads local-variable loads: this runs on
     # every tf.function call in the process.
     def _run_functions_eagerly(self: object, _get: Any = get, _flag: Any = flag_mod,
-                               _override: Any = override) -> bool:
+                               _override: Any = override, _watch: Watch = WATCH) -> bool:
+        if _watch.on:
+            _watch.check(self)
         top = _get()
         if top is None:
             return _flag.RUN_FUNCTIONS_EAGERLY  # type: ignore[no-any-return]  # a bool: TF stores bool(x)
