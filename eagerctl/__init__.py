@@ -27,6 +27,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and the API reference see; at ru
     from ._debuggable import debuggable
     from ._ipython import load_ipython_extension, unload_ipython_extension
     from ._island import IslandError
+    from ._replay import ReplayError, replay
 
 # Public name -> the private module that defines it, imported on first access
 # (PEP 562), so that `import eagerctl` stays as light as wrapt. A new lazy
@@ -38,6 +39,8 @@ _LAZY: dict[str, str] = {
     "compare": "._compare",
     "debuggable": "._debuggable",
     "IslandError": "._island",
+    "ReplayError": "._replay",
+    "replay": "._replay",
     "load_ipython_extension": "._ipython",
     "unload_ipython_extension": "._ipython",
 }
@@ -48,6 +51,7 @@ __all__ = [
     "EagerctlError",
     "EagerctlWarning",
     "IslandError",
+    "ReplayError",
     "Scope",
     "ScopeInfo",
     "Status",
@@ -59,6 +63,7 @@ __all__ = [
     "install_hook",
     "is_eager",
     "load_ipython_extension",
+    "replay",
     "reset",
     "status",
     "uninstall_hook",
