@@ -51,10 +51,12 @@ class Status:
     `hook_installed`, `process_flag` (TF's global flag, None without TF),
     `baseline` (the flag's value with no process scope active), `override`
     (this context's local override, or None), `is_eager` (the effective mode
-    here), `scopes` (every active scope, oldest first).
+    here), `scopes` (every active scope, oldest first), `breakpoint_islands`
+    (the functions a debugger's breakpoints made eager islands, `qualname (file:line)`).
     """
 
-    __slots__ = ("baseline", "hook_installed", "is_eager", "override", "process_flag", "scopes", "tensorflow")
+    __slots__ = ("baseline", "breakpoint_islands", "hook_installed", "is_eager", "override", "process_flag",
+                 "scopes", "tensorflow")
 
     def __init__(self) -> None:
         loaded = _hook.flag_module is not None
@@ -73,6 +75,9 @@ class Status:
             if value is not None and hasattr(act, "scope"):
                 scopes.append(ScopeInfo(act, value))
         self.scopes = tuple(scopes)
+        from ._breakpoints import active_islands
+
+        self.breakpoint_islands = tuple(active_islands())  # "qualname (file:line)", made islands by breakpoints
 
     def __repr__(self) -> str:
         return (f"Status(tensorflow={self.tensorflow!r}, hook_installed={self.hook_installed}, "
@@ -95,6 +100,9 @@ class Status:
         for info in self.scopes:
             lines.append(f"  {info.kind:<8} {mode(info.enabled):<6} {info.scope:<28} "
                          f"thread {info.thread!r} at {info.where}")
+        if self.breakpoint_islands:
+            lines.append(f"breakpoint islands {len(self.breakpoint_islands)}")
+            lines.extend(f"  {name}" for name in self.breakpoint_islands)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:  # a table in Jupyter (rendering: eagerctl/_ipython.py)

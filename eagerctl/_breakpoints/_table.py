@@ -1,0 +1,172 @@
+"""What the debuggers hold: line breakpoints by file, read where each debugger keeps them.
+
+- pydevd (debugpy: VS Code, Visual Studio, the Jupyter debugger; PyCharm):
+  `GlobalDebuggerHolder.global_dbg` is the debugger, `.breakpoints` maps a
+  canonical file name to {line: breakpoint}, and `.mtime` goes up whenever the
+  breakpoints change. Read only when pydevd is already imported: importing it
+  would start a debugger's machinery in a program that has none.
+- bdb (pdb, ipdb, pudb): `bdb.Breakpoint.bplist` maps (file, line) to the
+  breakpoints set with `break file:line`; `Breakpoint.next` numbers them.
+- A function whose own code calls `breakpoint()` or a `set_trace()` wants to
+  stop too, debugger attached or not.
+
+`change_key()` is what the per-call watch compares: a few attribute reads.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from typing import Any
+
+PYDEVD_CONSTANTS = "_pydevd_bundle.pydevd_constants"
+DEBUGGER_MODULES = ("pydevd", "debugpy", PYDEVD_CONSTANTS, "bdb")
+
+_holder: Any = None  # pydevd's GlobalDebuggerHolder, once pydevd is imported
+_bdb_breakpoint: Any = None  # bdb.Breakpoint, once bdb is imported
+
+
+def debugger_module_loaded() -> bool:
+    """Whether a debugger's module is imported (it may not be attached yet)."""
+    modules = sys.modules
+    return any(name in modules for name in DEBUGGER_MODULES) or sys.gettrace() is not None
+
+
+def pydevd_debugger() -> Any:
+    """pydevd's debugger object, or None (never imports pydevd)."""
+    global _holder
+    holder = _holder
+    if holder is None:
+        constants = sys.modules.get(PYDEVD_CONSTANTS)
+        if constants is None:
+            return None
+        holder = _holder = getattr(constants, "GlobalDebuggerHolder", None)
+        if holder is None:
+            return None
+    return getattr(holder, "global_dbg", None)
+
+
+def _bdb_class() -> Any:
+    global _bdb_breakpoint
+    cls = _bdb_breakpoint
+    if cls is None:
+        bdb = sys.modules.get("bdb")
+        if bdb is None:
+            return None
+        cls = _bdb_breakpoint = bdb.Breakpoint
+    return cls
+
+
+def change_key() -> tuple[int, int, int, int]:
+    """Changes whenever any debugger's line breakpoints may have changed."""
+    dbg = pydevd_debugger()
+    cls = _bdb_breakpoint or _bdb_class()
+    return (id(dbg), getattr(dbg, "mtime", 0) if dbg is not None else 0,
+            cls.next if cls is not None else 0, len(cls.bplist) if cls is not None else 0)
+
+
+_norm_cache: dict[str, str] = {}
+
+
+def norm(path: str) -> str:
+    """One spelling per file: the debuggers' tables and code objects write paths differently."""
+    found = _norm_cache.get(path)
+    if found is None:
+        found = _norm_cache[path] = os.path.normcase(os.path.realpath(path))
+    return found
+
+
+def line_breakpoints() -> dict[str, frozenset[int]]:
+    """Every line breakpoint of every attached debugger: normalised file -> lines."""
+    table: dict[str, set[int]] = {}
+    dbg = pydevd_debugger()
+    if dbg is not None:
+        for filename, by_line in list(getattr(dbg, "breakpoints", {}).items()):
+            lines = [line for line in list(by_line) if isinstance(line, int)]
+            if lines:
+                table.setdefault(norm(filename), set()).update(lines)
+    cls = _bdb_class()
+    if cls is not None:
+        for (filename, line), entries in list(cls.bplist.items()):
+            if any(getattr(bp, "enabled", True) for bp in entries):
+                table.setdefault(norm(filename), set()).add(line)
+    return {filename: frozenset(lines) for filename, lines in table.items()}
+
+
+# -- code objects ----------------------------------------------------------------------
+
+_LIBRARY_DIRS: tuple[str, ...] | None = None
+
+
+def _library_dirs() -> tuple[str, ...]:
+    global _LIBRARY_DIRS
+    if _LIBRARY_DIRS is None:
+        dirs = {norm(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep}  # eagerctl
+        paths = sysconfig.get_paths()
+        for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+            if paths.get(key):
+                dirs.add(norm(paths[key]) + os.sep)
+        for path in sys.path:
+            if path.endswith(("site-packages", "dist-packages")):
+                dirs.add(norm(path) + os.sep)
+        _LIBRARY_DIRS = tuple(sorted(dirs))
+    return _LIBRARY_DIRS
+
+
+def is_user_code(code: Any) -> bool:
+    """Code of the user's own files: not a library's, not AutoGraph's generated files."""
+    filename = code.co_filename
+    if not filename or filename.startswith("<") or "__autograph_generated_file" in filename:
+        return False
+    return not norm(filename).startswith(_library_dirs())
+
+
+_lines_cache: dict[Any, frozenset[int]] = {}
+
+
+def code_lines(code: Any) -> frozenset[int]:
+    """The lines that belong to `code` itself (a nested function's lines belong to its own code)."""
+    lines = _lines_cache.get(code)
+    if lines is None:
+        lines = frozenset(line for _, _, line in code.co_lines() if line is not None)
+        if len(_lines_cache) > 100_000:
+            _lines_cache.clear()
+        _lines_cache[code] = lines
+    return lines
+
+
+_DEBUGGER_CALLS = frozenset({"breakpoint", "set_trace"})
+
+
+def calls_debugger(code: Any) -> bool:
+    """Whether `code` itself calls `breakpoint()` or a `set_trace()` (pdb, ipdb, pudb)."""
+    names = _DEBUGGER_CALLS.intersection(code.co_names)
+    if not names:
+        return False
+    if names == {"breakpoint"} and os.environ.get("PYTHONBREAKPOINT") == "0":
+        return False  # breakpoint() does nothing in this program
+    return is_user_code(code)
+
+
+def code_of(f: Any, function_class: Any = None) -> Any:
+    """The code object of a function, method or `tf.function` (None for other callables)."""
+    if function_class is not None and isinstance(f, function_class):
+        f = f.python_function
+    for _ in range(8):
+        f = getattr(f, "__func__", f)
+        code = getattr(f, "__code__", None)
+        if code is not None:
+            return code
+        wrapped = getattr(f, "__wrapped__", None)
+        if wrapped is None:
+            return None
+        f = wrapped
+    return None
+
+
+def describe(code: Any) -> str:
+    """`qualname (file:line)` of a function's code, as status() lists it."""
+    qualname = getattr(code, "co_qualname", code.co_name)
+    return f"{qualname} ({code.co_filename}:{code.co_firstlineno})"

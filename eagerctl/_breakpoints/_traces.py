@@ -1,0 +1,369 @@
+"""Where traced graphs meet user functions: the patches, what each trace saw, and retracing.
+
+While TensorFlow traces a `tf.function` (or a `tf.data` function), the user's
+functions are reached through a few doors, each patched here:
+
+- AutoGraph's `converted_call`: the `tf.function` body itself, every function
+  a converted body calls (however deep), `tf.data` map and filter functions,
+  and in Keras 2 (`tf.keras`) every layer's `call` and every loss.
+- Keras 3 `Layer.__call__` (layers and models: it calls `call` unconverted) and
+  `Loss.__call__` (a loss object's `call`, a loss function's `fn`).
+
+At each door, during a trace: the function's code is noted in every trace in
+progress on this thread (an outer graph embeds the inner graphs), and when the
+code holds a breakpoint (or calls `breakpoint()` / `set_trace()`), the call
+becomes an eager island.
+
+A trace is recorded on its `FuncGraph` (`_Record`: the function cache to
+clear, the codes it saw, the codes it made islands). When the debuggers'
+breakpoints change, `refresh()` clears the cache of every function whose
+graphs no longer match (an island is missing, or one is no longer wanted), so
+the next call traces it again; a `tf.data` function cannot be traced again,
+and is reported once. Nothing else is ever retraced.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from .. import _hook
+from .._errors import EagerctlWarning
+from . import _table
+
+TRACING_COMPILATION = "tensorflow.python.eager.polymorphic_function.tracing_compilation"  # TF 2.14+
+TRACING_COMPILER = "tensorflow.python.eager.polymorphic_function.tracing_compiler"  # TF 2.13
+KERAS3_LAYER = "keras.src.layers.layer"
+KERAS3_LOSS = "keras.src.losses.loss"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _not_converted(fn: _F) -> _F:
+    # What tf.autograph.experimental.do_not_convert marks: AutoGraph calls it as it is.
+    fn.autograph_info__ = frozenset()  # type: ignore[attr-defined]
+    return fn
+
+
+def _island(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, name: str,
+            trace: Callable[..., Any]) -> Any:
+    from . import _islands  # with eagerctl's island machinery: not at `import eagerctl`
+
+    return _islands.build(fn, args, kwargs, name=name, trace=trace)
+
+
+class State:
+    """What the breakpoints feature knows now (one per process)."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.key: tuple[int, int, int, int] | None = None
+        self.lines: dict[str, frozenset[int]] = {}
+        self.wanted: dict[Any, bool] = {}  # code -> holds a breakpoint now (cleared on every change)
+        self.lock = threading.Lock()
+        self.warned: set[Any] = set()  # (graph id, code) of tf.data functions already reported
+
+
+STATE = State()
+_graphs: weakref.WeakSet[Any] = weakref.WeakSet()  # FuncGraphs that carry a _Record
+_local = threading.local()  # .stack: the _Records of the traces in progress on this thread
+
+
+class _Record:
+    """One trace: the function cache to clear, and the user codes it saw and made islands."""
+
+    __slots__ = ("cache", "codes", "islands", "kind", "name")
+
+    def __init__(self, cache: Any, kind: str, name: str) -> None:
+        self.cache = cache
+        self.kind = kind  # "function" or "dataset"
+        self.name = name
+        self.codes: set[Any] = set()
+        self.islands: set[Any] = set()
+
+
+def _stack() -> list[_Record]:
+    stack: list[_Record] | None = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+# -- which code wants an island --------------------------------------------------------
+
+
+def refresh_if_changed() -> None:
+    """Read the debuggers' tables again if they changed; retrace what no longer matches."""
+    key = _table.change_key()
+    if key != STATE.key:
+        refresh(key)
+
+
+def refresh(key: tuple[int, int, int, int] | None = None) -> None:
+    with STATE.lock:
+        STATE.key = key if key is not None else _table.change_key()
+        STATE.lines = _table.line_breakpoints() if STATE.enabled else {}
+        STATE.wanted = {}
+    stale: list[_Record] = []
+    late: list[tuple[Any, _Record, Any]] = []
+    for graph in list(_graphs):
+        record: _Record | None = getattr(graph, "_eagerctl_breakpoints", None)
+        if record is None:
+            continue
+        needed = {code for code in record.codes if wants_island(code)}
+        if needed == record.islands:
+            continue
+        if record.kind == "dataset":
+            for code in needed - record.islands:
+                if (id(graph), code) not in STATE.warned:
+                    late.append((graph, record, code))
+        else:
+            stale.append(record)
+    for record in stale:
+        clear = getattr(record.cache, "clear", None)
+        if clear is not None:
+            clear()  # the next call traces again, with the islands wanted now
+        record.codes.clear()
+        record.islands.clear()
+    for graph, _record, code in late:
+        STATE.warned.add((id(graph), code))
+        warnings.warn(
+            f"a breakpoint is set in {_table.describe(code)}, which a tf.data pipeline built before it "
+            "was set runs as part of its compiled dataset function; TensorFlow cannot trace a dataset "
+            "function again, so that pipeline will not stop there. Build the dataset again (call "
+            ".map()/.filter() again after setting the breakpoint): pipelines built from now on stop",
+            EagerctlWarning, stacklevel=2,
+        )
+
+
+def wants_island(code: Any) -> bool:
+    """Whether calls of `code` made while tracing become eager islands now."""
+    found = STATE.wanted.get(code)
+    if found is None:
+        found = False
+        if STATE.enabled:
+            lines = STATE.lines.get(_table.norm(code.co_filename)) if STATE.lines else None
+            found = bool(lines and not lines.isdisjoint(_table.code_lines(code)))
+            found = found or _table.calls_debugger(code)
+        STATE.wanted[code] = found
+    return found
+
+
+def active_islands() -> list[str]:
+    """The functions made islands because of breakpoints, in graphs still alive (for status())."""
+    codes: dict[Any, None] = {}
+    for graph in list(_graphs):
+        record = getattr(graph, "_eagerctl_breakpoints", None)
+        if record is not None:
+            for code in sorted(record.islands, key=_table.describe):
+                codes[code] = None
+    return [_table.describe(code) for code in codes]
+
+
+# -- recording traces ----------------------------------------------------------------------
+
+
+@contextmanager
+def _tracing(graph: Any, cache: Any, python_function: Any, name: str) -> Iterator[None]:
+    code = getattr(python_function, "__code__", None)
+    dataset = code is not None and code.co_filename.endswith("structured_function.py")
+    kind = "dataset" if dataset else "function"
+    record = _Record(cache, kind, str(name))
+    stack = _stack()
+    stack.append(record)
+    try:
+        yield
+    finally:
+        stack.pop()
+        if record.codes:
+            try:
+                graph._eagerctl_breakpoints = record
+                _graphs.add(graph)
+            except (AttributeError, TypeError):
+                pass
+
+
+def _note(code: Any, island: bool) -> None:
+    for record in _stack():
+        record.codes.add(code)
+        if island:
+            record.islands.add(code)
+
+
+def decide(code: Any) -> bool:
+    """At a door, while tracing: note `code` in the traces in progress; True: make it an island."""
+    if code is None or not STATE.enabled:
+        return False
+    if _hook.WATCH.on:
+        refresh_if_changed()
+    island = wants_island(code)
+    _note(code, island)
+    return island
+
+
+# -- the patches -----------------------------------------------------------------------------
+
+_saved: list[tuple[Any, str, Any]] = []
+
+
+def _patch(owner: Any, name: str, value: Any) -> None:
+    original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+    _saved.append((owner, name, original))
+    setattr(owner, name, value)
+
+
+def _function_class() -> Any:
+    module = sys.modules.get(_hook.FUNCTION_MODULE)
+    return getattr(module, "Function", None)
+
+
+def _patch_converted_call() -> None:
+    from tensorflow.python.autograph.impl import api
+
+    original = api.converted_call
+    function_class = _function_class()
+
+    @_not_converted
+    def converted_call(f: Any, args: Any, kwargs: Any, caller_fn_scope: Any = None,
+                       options: Any = None) -> Any:
+        if STATE.enabled and _hook.tracing():
+            code = _table.code_of(f, function_class)
+            if decide(code):
+                def trace(*call_args: Any, **call_kwargs: Any) -> Any:
+                    return original(f, call_args, call_kwargs, caller_fn_scope, options)
+
+                return _island(f, tuple(args), dict(kwargs or {}), name=code.co_name, trace=trace)
+        return original(f, args, kwargs, caller_fn_scope, options)
+
+    ag_module = api._TRANSPILER.get_extra_locals()["ag__"]
+    _patch(api, "converted_call", converted_call)
+    if getattr(ag_module, "converted_call", None) is original:
+        _patch(ag_module, "converted_call", converted_call)
+
+
+def _patch_tracing() -> None:
+    compilation = sys.modules.get(TRACING_COMPILATION)
+    if compilation is None:
+        try:
+            __import__(TRACING_COMPILATION)
+            compilation = sys.modules[TRACING_COMPILATION]
+        except ImportError:
+            compilation = None
+    if compilation is not None and hasattr(compilation, "_create_concrete_function"):
+        create = compilation._create_concrete_function
+
+        def _create_concrete_function(function_type: Any, type_context: Any, func_graph: Any,
+                                      tracing_options: Any) -> Any:
+            with _tracing(func_graph, tracing_options.function_cache, tracing_options.python_function,
+                          tracing_options.name):
+                return create(function_type, type_context, func_graph, tracing_options)
+
+        _patch(compilation, "_create_concrete_function", _create_concrete_function)
+        return
+    __import__(TRACING_COMPILER)
+    compiler_class = sys.modules[TRACING_COMPILER].TracingCompiler
+    create_method = compiler_class.__dict__["_create_concrete_function"]
+
+    def _create_concrete_function_213(self: Any, args: Any, kwargs: Any, func_graph: Any) -> Any:
+        with _tracing(func_graph, self._function_cache, self._python_function, self._name):
+            return create_method(self, args, kwargs, func_graph)
+
+    _patch(compiler_class, "_create_concrete_function", _create_concrete_function_213)
+
+
+def _swap_call(obj: Any, body: Callable[..., Any], code: Any, run: Callable[[], Any]) -> Any:
+    """Run Keras's `__call__` (`run`) with `obj.call` an island of `body` meanwhile."""
+    had = "call" in obj.__dict__
+    saved = obj.__dict__.get("call")
+
+    @_not_converted
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return _island(body, args, kwargs, name=code.co_name, trace=body)
+
+    object.__setattr__(obj, "call", call)
+    try:
+        return run()
+    finally:
+        if had:
+            object.__setattr__(obj, "call", saved)
+        else:
+            object.__delattr__(obj, "call")
+
+
+def _patch_keras3() -> None:
+    layer_module = sys.modules.get(KERAS3_LAYER)
+    layer_class = getattr(layer_module, "Layer", None)
+    if isinstance(layer_class, type) and not any(owner is layer_class for owner, _, _ in _saved):
+        original_layer_call = layer_class.__dict__["__call__"]
+
+        @_not_converted
+        def layer_call(layer: Any, *args: Any, **kwargs: Any) -> Any:
+            if STATE.enabled and _hook.tracing():
+                code = _table.code_of(type(layer).call)
+                if decide(code):
+                    return _swap_call(layer, layer.call, code,
+                                      lambda: original_layer_call(layer, *args, **kwargs))
+            return original_layer_call(layer, *args, **kwargs)
+
+        _patch(layer_class, "__call__", layer_call)
+    loss_module = sys.modules.get(KERAS3_LOSS)
+    loss_class = getattr(loss_module, "Loss", None)
+    if isinstance(loss_class, type) and not any(owner is loss_class for owner, _, _ in _saved):
+        original_loss_call = loss_class.__dict__["__call__"]
+
+        @_not_converted
+        def loss_call(loss: Any, *args: Any, **kwargs: Any) -> Any:
+            if STATE.enabled and _hook.tracing():
+                fn_code = _table.code_of(getattr(loss, "fn", None))  # a loss function (LossFunctionWrapper)
+                code = fn_code if fn_code is not None and _table.is_user_code(fn_code) else \
+                    _table.code_of(type(loss).call)
+                if decide(code):
+                    return _swap_call(loss, loss.call, code,
+                                      lambda: original_loss_call(loss, *args, **kwargs))
+            return original_loss_call(loss, *args, **kwargs)
+
+        _patch(loss_class, "__call__", loss_call)
+
+
+_import_hooks_registered = False
+
+
+def _on_keras_import(_module: object) -> None:
+    if installed:
+        try:
+            _patch_keras3()
+        except Exception:  # noqa: BLE001 - never fail the user's import of Keras
+            pass
+
+
+installed = False
+
+
+def install() -> None:
+    global installed, _import_hooks_registered
+    if installed:
+        return
+    _patch_converted_call()
+    _patch_tracing()
+    installed = True
+    _patch_keras3()
+    if not _import_hooks_registered:
+        import wrapt
+
+        _import_hooks_registered = True
+        for name in (KERAS3_LAYER, KERAS3_LOSS):
+            wrapt.register_post_import_hook(_on_keras_import, name)
+
+
+def uninstall() -> None:
+    global installed
+    while _saved:
+        owner, name, value = _saved.pop()
+        setattr(owner, name, value)
+    installed = False
