@@ -13,6 +13,7 @@ import typing as _typing
 # The patches of TF that install and uninstall with the hook register themselves on import.
 from . import _compiled as _compiled
 from . import _distribute as _distribute
+from ._breakpoints import breakpoints  # registers its patches; starts the hook under a debugger
 from ._errors import EagerctlError, EagerctlWarning
 from ._hook import install as install_hook
 from ._hook import register_import_hook as _register_import_hook
@@ -56,6 +57,7 @@ __all__ = [
     "ScopeInfo",
     "Status",
     "bisect",
+    "breakpoints",
     "compare",
     "debuggable",
     "eager_scope",
