@@ -151,11 +151,12 @@ class Activation:
         if hook.graph_stack.stack and hook.tracing():
             self._warn_tracing(stacklevel + 1)
         if scope.process:
-            newest = REGISTRY.newest()
-            if isinstance(newest, Activation) and newest.frame is not None and _orphaned(newest):
-                _repair(newest)
             self.value = scope.enabled
-            REGISTRY.enter(self)  # the commit
+            below = REGISTRY.enter(self)  # the commit
+            # The scope entered before this one, if its block is over (an interrupt hit its
+            # exit), is taken off now: after the commit, in the same lock round trip.
+            if isinstance(below, Activation) and below.frame is not None and _orphaned(below):
+                _repair(below)
             return
         if hook.running_loop() is not None:
             self.task = _current_task()
@@ -210,7 +211,16 @@ class Activation:
         token = self.token
         if token is None:
             if self.scope.process:
-                self._exit_process()
+                try:
+                    REGISTRY.exit(self)  # False: `reset()` took it off meanwhile
+                except BaseException:  # an interrupt inside: finish, and publish the flag again
+                    REGISTRY.exit(self)
+                    REGISTRY.sync()
+                    self.value = None
+                    self.token = EXITED
+                    raise
+                self.value = None
+                self.token = EXITED
             else:
                 self._abort_local()  # entered up to its commit, or just past it
             return
@@ -227,18 +237,6 @@ class Activation:
         except BaseException:  # an interrupt: finish leaving, then let it propagate
             self._finish_local(top)
             raise
-
-    def _exit_process(self) -> None:
-        try:
-            REGISTRY.exit(self)  # False: `reset()` took it off meanwhile
-        except BaseException:  # an interrupt inside: finish, and publish the flag again
-            REGISTRY.exit(self)
-            REGISTRY.sync()
-            self.value = None
-            self.token = EXITED
-            raise
-        self.value = None
-        self.token = EXITED
 
     def _finish_local(self, top: _local.Entry | None) -> None:
         self.value = None
