@@ -42,6 +42,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CHILD_PAGE = os.environ.get("EAGERCTL_DOCS_PAGE")
+REPO_BLOB = "https://github.com/eagerctl/eagerctl/blob/main/"
 PAGES_TF = "2.21.0"  # the TensorFlow whose output the pages show; the running one's version stands for it
 
 _PY_FENCE = re.compile(r"^ *```+ *py", re.IGNORECASE | re.MULTILINE)
@@ -148,10 +149,18 @@ if CHILD_PAGE is None:
         assert normalise("traces 2, calls 10") != normalise("traces 3, calls 10")
 
     def test_readme_links_and_size() -> None:
-        """The README is the short front door (at most ~12 KB) and its relative links resolve."""
+        """The README is the short front door (at most ~12 KB); its links are absolute and resolve.
+
+        The package index shows the README without the repository around it, where a
+        relative link leads nowhere: every link to a file of the repository is written
+        as its GitHub address, and names a file that exists here.
+        """
         text = (ROOT / "README.md").read_text()
         assert len(text.encode()) <= 12_500
-        targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
+        links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+        relative = [t for t in links if not re.match(r"https?://", t)]
+        assert not relative, f"README links that break on the package index (make them absolute): {relative}"
+        targets = [t.removeprefix(REPO_BLOB) for t in links if t.startswith(REPO_BLOB)]
         assert "docs/recipes.md" in targets
         missing = [t for t in targets if not (ROOT / t).exists()]
         assert not missing, f"README links to files that do not exist: {missing}"
@@ -169,8 +178,10 @@ if CHILD_PAGE is None:
         env = dict(os.environ, EAGERCTL_DOCS_PAGE=str(page), PYTHONBREAKPOINT="0", TF_CPP_MIN_LOG_LEVEL="2")
         env.pop("PYTEST_ADDOPTS", None)
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:logging",
-             "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), __file__],
+            # -n 0: the page's blocks run in order in this one child (pyproject's addopts spread tests
+            # over xdist workers); -p no:randomly: and in the page's order.
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:logging", "-n", "0",
+             "-p", "no:randomly", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), __file__],
             check=False, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=900,
         )
