@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import importlib.metadata
+import re
 import shutil
 import subprocess
 import sys
@@ -118,3 +119,57 @@ def test_errors_are_named_as_users_import_them() -> None:
     assert last == "eagerctl.IslandError: an island cannot be built here\n"
     assert type(again) is eagerctl.IslandError
     assert repr(eagerctl.EagerctlWarning) == "<class 'eagerctl.EagerctlWarning'>"
+
+
+def _quickstart_config_settings() -> dict[str, str]:
+    """The `--config-settings KEY=VALUE` of the README quickstart's editable install."""
+    (command,) = [line for line in (ROOT / "README.md").read_text().splitlines()
+                  if "pip install -e" in line and line.startswith("python3 -m venv")]
+    return dict(s.split("=", 1) for s in re.findall(r"--config-settings[ =](\S+)", command))
+
+
+def test_the_quickstarts_editable_install_is_typed(tmp_path: Path) -> None:
+    """mypy run in the user's own project (outside the checkout) sees eagerctl's types.
+
+    setuptools' default editable install of a flat layout hides the package behind
+    an import hook that mypy cannot follow ("Cannot find implementation or library
+    stub"); the quickstart asks for `editable_mode=compat`, a plain path entry.
+    Built with the README's settings by setuptools' own editable hook, installed by
+    unpacking into a venv without pip (no network), checked by mypy --strict.
+    """
+    pytest.importorskip("mypy")
+    setuptools = pytest.importorskip("setuptools")
+    if int(setuptools.__version__.split(".")[0]) < 71:  # older ones build wheels through the wheel package
+        pytest.importorskip("wheel")
+    if not (ROOT / "eagerctl" / "_version.py").is_file():
+        pytest.skip("no source tree next to the tests (the suite runs against an installed wheel)")
+    settings = _quickstart_config_settings()
+    assert settings == {"editable_mode": "compat"}
+    src = tmp_path / "checkout"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "eagerctl", src / "eagerctl", ignore=shutil.ignore_patterns("__pycache__"))
+    build = ("import sys; from setuptools import build_meta; "
+             "print(build_meta.build_editable(sys.argv[1], dict(a.split('=', 1) for a in sys.argv[2:])))")
+    proc = subprocess.run([sys.executable, "-c", build, str(tmp_path / "dist"),
+                           *(f"{k}={v}" for k, v in settings.items())],
+                          cwd=src, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    editable_wheel = tmp_path / "dist" / proc.stdout.strip().splitlines()[-1]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    with zipfile.ZipFile(editable_wheel) as zf:
+        zf.extractall(purelib)
+    project = tmp_path / "my_project"
+    project.mkdir()
+    (project / "train.py").write_text("import eagerctl\n\nreveal_type(eagerctl.is_eager())\n"
+                                      "with eagerctl.eager_scope(process=True):\n    pass\n")
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                           "--python-executable", str(python), "train.py"],
+                          cwd=project, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r'train\.py:3: note: Revealed type is "(builtins\.)?bool"', proc.stdout), proc.stdout
