@@ -24,6 +24,7 @@ and is reported once. Nothing else is ever retraced.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import warnings
@@ -40,6 +41,7 @@ TRACING_COMPILATION = "tensorflow.python.eager.polymorphic_function.tracing_comp
 TRACING_COMPILER = "tensorflow.python.eager.polymorphic_function.tracing_compiler"  # TF 2.13
 KERAS3_LAYER = "keras.src.layers.layer"
 KERAS3_LOSS = "keras.src.losses.loss"
+KERAS3_BACKEND = "keras.src.backend"
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -189,22 +191,46 @@ def _tracing(graph: Any, cache: Any, python_function: Any, name: str) -> Iterato
                 pass
 
 
-def _note(code: Any, island: bool) -> None:
-    for record in _stack():
-        record.codes.add(code)
-        if island:
-            record.islands.add(code)
+PLAIN, ISLAND, QUIET = 0, 1, 2
+_NO_CODE = compile("", "<none>", "exec")
+_SHAPE_GRAPH = re.compile(r"(^|_)scratch_graph(_\d+)?$|^build_graph$")
 
 
-def decide(code: Any) -> bool:
-    """At a door, while tracing: note `code` in the traces in progress; True: make it an island."""
+def decide(code: Any) -> int:
+    """At a door, while tracing: note `code` in the traces in progress, and say what the call does.
+
+    ISLAND: an eager island. QUIET: the body as it is, with the debuggers
+    silenced: Keras runs a layer symbolically to learn shapes (its
+    `compute_output_spec` graphs, Keras 2's build graphs), and graphs outside a
+    `tf.function` compute nothing either; a stop there would show symbolic
+    tensors, and the calls with data stop. PLAIN: as without eagerctl.
+    """
     if code is None or not STATE.enabled:
-        return False
+        return PLAIN
     if _hook.WATCH.on:
         refresh_if_changed()
     island = wants_island(code)
-    _note(code, island)
-    return island
+    stack = _stack()
+    if island and (not stack or _SHAPE_GRAPH.search(str(getattr(_default_graph(), "name", "")))):
+        return QUIET
+    for record in stack:
+        record.codes.add(code)
+        if island:
+            record.islands.add(code)
+    return ISLAND if island else PLAIN
+
+
+def _default_graph() -> Any:
+    from tensorflow.python.framework import ops
+
+    return ops.get_default_graph()
+
+
+def _quiet(run: Callable[[], Any]) -> Any:
+    from ._islands import silenced
+
+    with silenced():
+        return run()
 
 
 # -- the patches -----------------------------------------------------------------------------
@@ -234,7 +260,10 @@ def _patch_converted_call() -> None:
                        options: Any = None) -> Any:
         if STATE.enabled and _hook.tracing():
             code = _table.code_of(f, function_class)
-            if decide(code):
+            action = decide(code)
+            if action == QUIET:
+                return _quiet(lambda: original(f, args, kwargs, caller_fn_scope, options))
+            if action == ISLAND:
                 def trace(*call_args: Any, **call_kwargs: Any) -> Any:
                     return original(f, call_args, call_kwargs, caller_fn_scope, options)
 
@@ -306,12 +335,28 @@ def _patch_keras3() -> None:
         def layer_call(layer: Any, *args: Any, **kwargs: Any) -> Any:
             if STATE.enabled and _hook.tracing():
                 code = _table.code_of(type(layer).call)
-                if decide(code):
+                action = decide(code)
+                if action == QUIET:
+                    return _quiet(lambda: original_layer_call(layer, *args, **kwargs))
+                if action == ISLAND:
                     return _swap_call(layer, layer.call, code,
                                       lambda: original_layer_call(layer, *args, **kwargs))
             return original_layer_call(layer, *args, **kwargs)
 
         _patch(layer_class, "__call__", layer_call)
+    backend = sys.modules.get(KERAS3_BACKEND)
+    spec = getattr(backend, "compute_output_spec", None)
+    if callable(spec) and not getattr(spec, "_eagerctl_breakpoints", False):
+        original_spec = spec
+
+        def compute_output_spec(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            # A symbolic call to learn output shapes (building a model): nothing to stop at.
+            if STATE.enabled and wants_island(_table.code_of(fn) or _NO_CODE):
+                return _quiet(lambda: original_spec(fn, *args, **kwargs))
+            return original_spec(fn, *args, **kwargs)
+
+        compute_output_spec._eagerctl_breakpoints = True  # type: ignore[attr-defined]
+        _patch(backend, "compute_output_spec", compute_output_spec)
     loss_module = sys.modules.get(KERAS3_LOSS)
     loss_class = getattr(loss_module, "Loss", None)
     if isinstance(loss_class, type) and not any(owner is loss_class for owner, _, _ in _saved):
@@ -323,7 +368,10 @@ def _patch_keras3() -> None:
                 fn_code = _table.code_of(getattr(loss, "fn", None))  # a loss function (LossFunctionWrapper)
                 code = fn_code if fn_code is not None and _table.is_user_code(fn_code) else \
                     _table.code_of(type(loss).call)
-                if decide(code):
+                action = decide(code)
+                if action == QUIET:
+                    return _quiet(lambda: original_loss_call(loss, *args, **kwargs))
+                if action == ISLAND:
                     return _swap_call(loss, loss.call, code,
                                       lambda: original_loss_call(loss, *args, **kwargs))
             return original_loss_call(loss, *args, **kwargs)
@@ -357,7 +405,7 @@ def install() -> None:
         import wrapt
 
         _import_hooks_registered = True
-        for name in (KERAS3_LAYER, KERAS3_LOSS):
+        for name in (KERAS3_LAYER, KERAS3_LOSS, KERAS3_BACKEND):
             wrapt.register_post_import_hook(_on_keras_import, name)
 
 
