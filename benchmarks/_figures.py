@@ -227,7 +227,7 @@ def scope_enter_exit(cfg: Config) -> list[Row]:
     def hook_writer() -> None:
         _hook._install_writer_again()
 
-    runners = {"local": local, "process": process, "tf": tf_context_manager,
+    runners: dict[str, Runner] = {"local": local, "process": process, "tf": tf_context_manager,
                "flag": raw_flag, "contextvar": bare_contextvar, "minimal": minimal_scope}
     try:
         res = _micro(cfg, runners, "tf",

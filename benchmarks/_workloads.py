@@ -113,3 +113,78 @@ def conv(wrap_loss: Wrap | None = None) -> Workload:
     x = tf.random.normal((32, 28, 28, 1), seed=1)
     y = tf.random.uniform((32,), maxval=10, dtype=tf.int32, seed=2)
     return Workload("conv", "small conv train step (2 conv + dense, 28x28, batch 32)", step, (x, y), calls)
+
+
+def py_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` (a loss: tensors in, one float32 scalar out) run through `tf.py_function`.
+
+    TF's own way to run a Python body eagerly inside a graph, with gradients to
+    its tensor inputs: the anchor an eager island is measured against. Integer
+    inputs (labels) go in as float32 and are cast back inside: `tf.py_function`'s
+    gradient fails on an integer input ("Cannot convert 0.0 to EagerTensor of
+    dtype int32"), the usual workaround, two tiny ops.
+    """
+    import tensorflow as tf
+
+    def through_py_function(*args: Any) -> Any:
+        dtypes = [a.dtype for a in args]
+
+        def body(*xs: Any) -> Any:
+            return fn(*[tf.cast(x, d) if d.is_integer else x for x, d in zip(xs, dtypes, strict=True)])
+
+        out = tf.py_function(body, [tf.cast(a, tf.float32) if a.dtype.is_integer else a for a in args],
+                             Tout=tf.float32)
+        out.set_shape([])
+        return out
+
+    return through_py_function
+
+
+def distill(wrap_loss: Wrap | None = None) -> Workload:
+    """Knowledge distillation (the Keras tutorial's `Distiller.train_step`, on MLPs).
+
+    A frozen teacher (784-512-512-10) and a student (784-64-10) on a batch of
+    64; the loss, the island, takes the labels and both models' logits:
+    0.1 x cross-entropy + 0.9 x T^2 x KL(teacher || student) at temperature 3.
+    """
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    teacher = tf.keras.Sequential([
+        tf.keras.Input(shape=(784,)),
+        tf.keras.layers.Dense(512, activation="relu"),
+        tf.keras.layers.Dense(512, activation="relu"),
+        tf.keras.layers.Dense(10),
+    ])
+    student = tf.keras.Sequential([
+        tf.keras.Input(shape=(784,)),
+        tf.keras.layers.Dense(64, activation="relu"),
+        tf.keras.layers.Dense(10),
+    ])
+    ce = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    kl = tf.keras.losses.KLDivergence()
+    alpha, temperature = 0.1, 3.0
+    calls: list[int] = []
+    tick = calls.append
+
+    def distillation_loss(y: Any, student_logits: Any, teacher_logits: Any) -> Any:
+        tick(1)
+        soft = kl(tf.nn.softmax(teacher_logits / temperature), tf.nn.softmax(student_logits / temperature))
+        return alpha * ce(y, student_logits) + (1 - alpha) * soft * temperature**2
+
+    loss_fn = wrap_loss(distillation_loss) if wrap_loss is not None else distillation_loss
+    optimizer = tf.keras.optimizers.Adam()
+
+    def step(x: Any, y: Any) -> Any:
+        teacher_logits = teacher(x, training=False)
+        with tf.GradientTape() as tape:
+            student_logits = student(x, training=True)
+            loss = loss_fn(y, student_logits, teacher_logits)
+        gradients = tape.gradient(loss, student.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, student.trainable_variables, strict=True))
+        return loss
+
+    x = tf.random.normal((64, 784), seed=1)
+    y = tf.random.uniform((64,), maxval=10, dtype=tf.int32, seed=2)
+    return Workload("distill", "distillation train step (teacher 784-512-512-10, student 784-64-10, "
+                    "batch 64)", tf.function(step), (x, y), calls)

@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-GROUPS = ("hook", "scopes", "debuggable", "exit", "threads", "memory", "islands", "import", "steps")
+GROUPS = ("hook", "scopes", "debuggable", "exit", "threads", "memory", "islands", "island_speed", "crossover",
+          "import", "steps")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "debuggable": _figures.debuggable_calls,
         "exit": _figures.process_exit, "threads": _figures.threads, "memory": _figures.memory,
         "islands": _islands.island_memory,
+        "island_speed": _islands.island_speed,
+        "crossover": _islands.crossover,
         "import": _figures.import_time,
     }
     rows: list[_figures.Row] = []
