@@ -27,7 +27,7 @@ from ._errors import EagerctlError, EagerctlWarning
 
 PROG = "eagerctl"
 RUN_USAGE = ("eagerctl run [--eager | --graph] [--process] [--debug MODULE:QUALNAME]... "
-             "[--bisect MODULE:QUALNAME] [--data-debug] "
+             "[--bisect MODULE:QUALNAME] [--data-debug] [--replay] "
              "(SCRIPT | -m MODULE) [ARGS...]")
 
 
@@ -84,6 +84,10 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-debug", action="store_true",
                         help="turn on tf.data debug mode before the program starts, so tf.data map/filter "
                              "functions run eagerly too (they ignore everything else)")
+    parser.add_argument("--replay", action="store_true",
+                        help="run the program inside eagerctl.replay(): a compiled tf.function call that "
+                             "raises or returns NaN/Inf is run again eagerly from the state it started "
+                             "from, and the error names the line, the op and the step")
     parser.add_argument("-m", dest="module", metavar="MODULE", help="run a module, like python -m")
     return parser
 
@@ -479,6 +483,14 @@ class _Runner:
                 f"{spec.option} __main__:{spec.qualname}")
 
     def _execute(self) -> int:
+        if self.ns.replay:  # TF is patched when the program imports it (docs/replay.md)
+            from ._replay import replay
+
+            with replay():
+                return self._execute_watched()
+        return self._execute_watched()
+
+    def _execute_watched(self) -> int:
         main_specs = [spec for spec in self.specs if spec.in_main]
         if not main_specs:
             return self._execute_program()

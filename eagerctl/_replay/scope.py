@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -72,25 +73,53 @@ def _make_wrapper(original: Any) -> Any:
     return __call__
 
 
+_waiting = False  # a post-import hook is registered to patch TF when it is imported
+
+
 def _start() -> None:
-    global _active, _original, _function_class
+    """Count an activation in; patch TF now if it is imported, else when the program imports it."""
+    global _active, _waiting
+    if "tensorflow" in sys.modules:
+        from .. import _hook
+
+        _hook.require_local()  # the replay runs under eager_scope(): needs the hook, raises if TF cannot
+    with _lock:
+        _active += 1
+        if _active == 1 and "tensorflow" in sys.modules:
+            _patch()
+        elif _original is None and not _waiting:
+            _waiting = True
+            import wrapt
+
+            wrapt.register_post_import_hook(_on_tf_import, "tensorflow")
+
+
+def _on_tf_import(_module: object) -> None:
+    global _waiting
+    with _lock:
+        _waiting = False
+        if _active > 0 and _original is None:
+            _patch()
+
+
+def _patch() -> None:
+    global _original, _function_class
     from .. import _hook
 
-    _hook.require_local()  # the replay runs under eager_scope(): needs the hook, raises if TF cannot
-    with _lock:
-        if _active == 0:
-            cls: Any = _hook.function_class
-            original = cls.__dict__["__call__"]
-            setattr(cls, "__call__", _make_wrapper(original))  # noqa: B010 - TF's class
-            _original, _function_class = original, cls
-        _active += 1
+    _hook.load()
+    cls: Any = _hook.function_class
+    if cls is None or "__call__" not in cls.__dict__:
+        return  # a TF eagerctl cannot hook: the replay's eager_scope() raises the reason
+    original = cls.__dict__["__call__"]
+    setattr(cls, "__call__", _make_wrapper(original))  # noqa: B010 - TF's class
+    _original, _function_class = original, cls
 
 
 def _stop() -> None:
     global _active, _original, _function_class
     with _lock:
         _active -= 1
-        if _active == 0 and _function_class is not None:
+        if _active == 0 and _original is not None:
             setattr(_function_class, "__call__", _original)  # noqa: B010 - TF's own function, put back
             _original = _function_class = None
 
