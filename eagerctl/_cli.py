@@ -133,9 +133,13 @@ def _status_command(out: TextIO) -> int:
     print(f"keras            {_demo.keras_version(tf)}", file=out)
     print(_status.status(), file=out)
     setting = os.environ.get("EAGERCTL_DEBUGGABLE")
-    if setting is not None:
-        off = "  (@debuggable is off)" if setting == "0" else ""
-        print(f"EAGERCTL_DEBUGGABLE={setting!r}{off}", file=out)
+    if setting is not None:  # read as @debuggable reads it (_env)
+        from . import _env
+
+        value = _env.parse(setting)
+        said = ("  (@debuggable is off)" if value is False else "" if value else
+                f"  (not understood: @debuggable raises EagerctlError; {_env.advice(_env.DEBUGGABLE_OFF)})")
+        print(f"EAGERCTL_DEBUGGABLE={setting!r}{said}", file=out)
     return 0
 
 

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import wrapt
 
-from . import _hook
-from ._errors import EagerctlError, EagerctlWarning
+from . import _env, _hook
+from ._errors import EagerctlWarning
 from ._errors import hide_from_pytest as __tracebackhide__  # noqa: F401 (pytest reads it from the globals)
 from ._scope import Activation, Scope, finish_exit
 
@@ -43,8 +43,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 ENV_VAR = "EAGERCTL_DEBUGGABLE"
-_OFF = frozenset({"0", "false", "no", "off"})
-_ON = frozenset({"", "1", "true", "yes", "on"})
 
 logger = logging.getLogger("eagerctl")
 
@@ -114,18 +112,7 @@ def _label(fn: object) -> str:
 
 
 def _env_enabled() -> bool:
-    raw = os.environ.get(ENV_VAR)
-    if raw is None:
-        return True
-    value = raw.strip().lower()
-    if value in _OFF:
-        return False
-    if value in _ON:
-        return True
-    raise EagerctlError(
-        f"{ENV_VAR}={raw!r} is not understood: set it to 0 (every @debuggable behaves like the "
-        "undecorated function) or 1 (on, the default), or unset it"
-    )
+    return _env.switch(ENV_VAR, off_means=_env.DEBUGGABLE_OFF)  # the parser `eagerctl status` shares
 
 
 # -- debug aids ---------------------------------------------------------------
