@@ -85,6 +85,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "changed: warn (default; scopes are exited, the flag is left as it is), error "
              "(fail its teardown and restore everything) or off (ini: tf_flag_guard)",
     )
+    group.addoption(
+        "--tf-replay", action="store_true", dest="eagerctl_replay", default=False,
+        help="run each test inside eagerctl.replay(): a compiled tf.function call that raises or "
+             "returns NaN/Inf is replayed eagerly and the failure names the line, op and step",
+    )
     parser.addini(
         GUARD_INI, type="string", default="warn",
         help="warn (default), error or off: what to do with a test that leaves an eagerctl "
@@ -346,6 +351,17 @@ _owned = pytest.StashKey[dict[Any, _Owned]]()
 def _exempt(config: pytest.Config) -> frozenset[Activation]:
     owned = config.stash.get(_owned, {})
     return frozenset().union(*(o.acts for o in owned.values()))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """--tf-replay: the test's call phase (in its thread) runs inside eagerctl.replay()."""
+    if not item.config.getoption("eagerctl_replay", False):
+        return (yield)
+    from ._replay import replay
+
+    with replay():
+        return (yield)
 
 
 # Innermost wrappers (trylast): the scope spans exactly the fixtures' setup,
