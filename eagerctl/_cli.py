@@ -361,6 +361,9 @@ class _Runner:
         problem = self._prepare()
         if problem is not None:
             return problem
+        # TF's C++ start-up lines (INFO: CPU features, oneDNN) are left out, as `demo` and `status`
+        # leave them out; its warnings and errors still show, and a level the user set wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
         setup = _TensorFlowSetup(self._scope(), self.ns.data_debug)
         if not setup.needed:
             return self._report_unapplied(self._execute())

@@ -30,7 +30,7 @@ def test_every_word_that_turns_debuggable_off_is_shown_as_off(
     monkeypatch.setenv("EAGERCTL_DEBUGGABLE", value)
     step = tf.function(_step)
     assert eagerctl.debuggable(step) is step  # the decorator reads it as off ...
-    assert _status_line(capsys) == f"EAGERCTL_DEBUGGABLE={value!r}  (@debuggable is off)"  # ... and so does status
+    assert _status_line(capsys) == f"EAGERCTL_DEBUGGABLE={value!r}  (@debuggable is off)"  # and status too
 
 
 @pytest.mark.parametrize("value", ["1", "true", "on", ""])
