@@ -282,11 +282,14 @@ class _Settings:
         tf_type = self.tf_type
         if tf_type is None:
             return wrapped, args  # wrapt has bound it already
-        if type(wrapped) is tf_type:
-            # The tf.function itself, or the one TF's `Function.__get__` bound to `instance`.
+        if wrapped is self.inner:  # the tf.function itself (not a method)
             return wrapped.python_function, args
-        # Called through the class with the instance first (wrapt hands a partial), or
-        # TF bound it with `MethodType` (composite-tensor instances): pass `instance` ourselves.
+        # A method: the class's Python function with `instance` first, as in `def call(self, x)`.
+        # The one TF's `Function.__get__` binds calls the same function with the same instance,
+        # but through a wrapper bound to a `TfMethodTarget` that AutoGraph unwraps when it
+        # converts the body for an island or an export (`self` became the TfMethodTarget).
+        # Also when called through the class (wrapt hands a partial), or bound by TF with
+        # `MethodType` (composite-tensor instances).
         return self.inner.python_function, (instance, *args)
 
     def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -316,9 +319,9 @@ class _Settings:
                 hook.require_local()
             if tf_type is None:
                 body = wrapped
-            elif type(wrapped) is tf_type:
+            elif wrapped is inner:
                 body = wrapped.python_function
-            else:
+            else:  # a method (see `_body`)
                 body, args = inner.python_function, (instance, *args)
             if not hook.eager_state.is_eager:
                 return settings._call_while_tracing(body, args, kwargs)

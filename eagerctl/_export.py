@@ -26,6 +26,7 @@ gets the compiled body.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import warnings
@@ -75,12 +76,34 @@ def compile_for_export(label: str, body: Callable[..., Any], args: tuple[Any, ..
     try:
         return build(body, args, kwargs)
     except Exception as exc:
+        head = (f"@debuggable {label} could not be compiled into the model being saved "
+                f"({type(exc).__name__}: {exc}). An export holds the compiled body (an eager island "
+                "cannot run outside this process), traced as TensorFlow traces the undecorated function")
+        if needs_values(exc):
+            raise EagerctlError(
+                f"{head}, and this body needs real values, which a traced graph does not have: guard "
+                "eager-only code (.numpy(), float() or bool() of a tensor, print of values, pdb) with "
+                "`if tf.executing_eagerly():`") from exc
         raise EagerctlError(
-            f"@debuggable {label} could not be compiled into the model being saved "
-            f"({type(exc).__name__}: {exc}). An export holds the compiled body (an eager island "
-            "cannot run outside this process), so its body must trace as a tf.function body does: "
-            "guard eager-only code (.numpy(), print of values, pdb) with `if tf.executing_eagerly():`"
-        ) from exc
+            f"{head}; that trace failed: the traceback above shows where") from exc
+
+
+_NEEDS_VALUES = re.compile(
+    r"symbolic (tf\.)?`?Tensor|SymbolicTensor|'Tensor' object has no attribute '(numpy|item|tolist)'"
+    r"|argument must be .*, not 'Tensor'")
+
+
+def needs_values(exc: BaseException) -> bool:
+    """Whether `exc`, raised while tracing, comes from code that needs a tensor's value.
+
+    What TF 2.13 to 2.21 raise for `.numpy()` and `.item()` of a symbolic tensor
+    (AttributeError), `float()`/`int()`/`len()` of one (TypeError), `bool()` and
+    iteration (OperatorNotAllowedInGraphError), and NumPy conversion (NotImplementedError).
+    """
+    if type(exc).__name__ == "OperatorNotAllowedInGraphError":
+        return True
+    return isinstance(exc, (AttributeError, TypeError, NotImplementedError)) and \
+        _NEEDS_VALUES.search(str(exc)) is not None
 
 
 def note_island() -> None:
