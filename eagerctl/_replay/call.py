@@ -57,6 +57,22 @@ def _checker(plan: state.Plan, check_variables: bool) -> Any:
     return fn
 
 
+def _all_finite(plan: state.Plan, check_variables: bool, outputs: list[Any]) -> bool:
+    """The fused check: one compiled call, one boolean to the host."""
+    key = (check_variables, *((t.dtype, tuple(t.shape)) for t in outputs))
+    concrete = plan.concrete_checks.get(key)
+    if concrete is None:
+        checker = _checker(plan, check_variables)
+        if len(plan.concrete_checks) >= _MAX_SIGNATURES:  # shapes that keep changing: TF's own cache
+            return bool(checker(outputs))
+        concrete = checker.get_concrete_function(outputs)
+        plan.concrete_checks[key] = concrete
+    return bool(concrete(outputs))  # a ConcreteFunction: no tf.function dispatch per call
+
+
+_MAX_SIGNATURES = 16
+
+
 def _float_outputs(result: Any) -> list[Any]:
     import tensorflow as tf
 
@@ -129,8 +145,7 @@ def call(act: Activation, original: Any, fn: Any, args: tuple[Any, ...], kwds: d
             raise
         _replay(kept, f"raised {type(exc).__name__}", exc, stop_at_nonfinite=False)
         raise  # not reached: _replay raises
-    checker = _checker(plan, act.check_variables)
-    if bool(checker(_float_outputs(result))):
+    if _all_finite(plan, act.check_variables, _float_outputs(result)):
         return result
     outputs = _nonfinite_outputs(result)
     if outputs:

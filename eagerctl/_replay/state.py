@@ -34,6 +34,7 @@ class Plan:
     handles: list[tuple[Any, Any]]  # (resource handle, dtype)
     reader: Any  # ConcreteFunction returning the handles' values, or None when there are none
     checkers: dict[bool, Any] = field(default_factory=dict)  # check_variables -> tf.function
+    concrete_checks: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # signature -> its concrete
 
 
 _plans: weakref.WeakKeyDictionary[Any, Plan] = weakref.WeakKeyDictionary()

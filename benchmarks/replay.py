@@ -1,0 +1,147 @@
+"""What `eagerctl.replay()` costs while nothing fails, and what it keeps.
+
+`python -m benchmarks.replay [--quick] [--json FILE]`
+
+For the 512-wide MLP and the small conv train steps of `_workloads`, side by
+side in one process (alternating rounds, the median of per-round ratios, see
+`_harness`), per step:
+
+- compiled: the plain `tf.function` step, the anchor of every ratio;
+- replay(): the same step inside `eagerctl.replay()` (one compiled read of the
+  written variables before the call, one fused finiteness check after it);
+- replay(check_variables=True): the check also covers the variables written;
+- tf.debugging.enable_check_numerics(): TF's own tool, on a copy of the same
+  step traced while it is enabled (it instruments graphs when they are traced;
+  it is disabled again after that trace, and the graph keeps its checks);
+- eager: the same step run eagerly (`eager_scope()`), what one replay costs.
+
+Target: replay() at most 1.10x compiled. Memory: the bytes of one copy of the
+variables the step writes (what replay keeps per call), next to all the
+model's and optimizer's variables. Targets are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+if __package__ in (None, ""):  # `python benchmarks/replay.py`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks import _harness, _workloads
+
+TARGET = 1.10
+
+
+def _in(block: Callable[[], Any], step: Any, args: tuple[Any, ...]) -> _harness.Runner:
+    """A runner timing `n` steps inside a fresh `block()` (entered and exited untimed)."""
+
+    def run(n: int) -> float:
+        with block():
+            start = time.perf_counter()
+            for _ in range(n):
+                step(*args)
+            return time.perf_counter() - start
+
+    return run
+
+
+def _written_bytes(step: Any, args: tuple[Any, ...]) -> tuple[int, int, int]:
+    """(bytes of the variables the step writes, their count, bytes of all the variables it captures)."""
+    from eagerctl._replay import state
+
+    plan = state.plan_for(step, args, {})
+    written = sum(int(v.numpy().nbytes) for v in state.snapshot(plan))
+    concrete = step.get_concrete_function(*args)
+    captured = sum(int(v.numpy().nbytes) for v in concrete.variables)
+    return written, len(plan.handles), captured
+
+
+def measure(key: str, builder: Callable[[], _workloads.Workload], *, rounds: int,
+            seconds: float) -> dict[str, Any]:
+    import tensorflow as tf
+
+    import eagerctl
+
+    work = builder()
+    step, args = work.step, work.args
+    step(*args)
+    tf.debugging.enable_check_numerics()
+    try:
+        checked = builder()  # the same step, traced (and so instrumented) while check numerics is on
+        checked.step(*checked.args)
+    finally:
+        tf.debugging.disable_check_numerics()
+    runners = {
+        "compiled": _harness.loop(lambda: step(*args)),
+        "replay": _in(eagerctl.replay, step, args),
+        "replay_vars": _in(lambda: eagerctl.replay(check_variables=True), step, args),
+        "check_numerics": _harness.loop(lambda: checked.step(*checked.args)),
+        "eager": _in(eagerctl.eager_scope, step, args),
+    }
+    result = _harness.interleave(runners, "compiled", rounds=rounds, seconds=seconds)
+    written, count, captured = _written_bytes(step, args)
+    return {
+        "key": key,
+        "name": work.name,
+        "per_step_s": {name: side.per_op for name, side in result.sides.items()},
+        "ratio": dict(result.ratios),
+        "replay_vs_check_numerics": result.ratios["replay"] / result.ratios["check_numerics"],
+        "written_variables": count,
+        "written_bytes": written,
+        "captured_bytes": captured,
+        "rounds": rounds,
+    }
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| train step | compiled | replay() | replay(check_variables) | enable_check_numerics | eager | "
+        f"target (replay <= {TARGET:.2f}x) | kept per step |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        t, r = row["per_step_s"], row["ratio"]
+        met = "met" if r["replay"] <= TARGET else "MISSED"
+        lines.append(
+            f"| {row['name']} | {_ms(t['compiled'])} | {_ms(t['replay'])} ({r['replay']:.3f}x) | "
+            f"{_ms(t['replay_vars'])} ({r['replay_vars']:.3f}x) | {_ms(t['check_numerics'])} "
+            f"({r['check_numerics']:.2f}x) | {_ms(t['eager'])} ({r['eager']:.1f}x) | {met} | "
+            f"{row['written_bytes'] / 2**20:.2f} MiB ({row['written_variables']} variables; all captured: "
+            f"{row['captured_bytes'] / 2**20:.2f} MiB) |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.replay", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few short rounds: checks the runner")
+    parser.add_argument("--json", metavar="FILE", help="write the figures to FILE")
+    args = parser.parse_args(argv)
+    rounds, seconds = (3, 0.05) if args.quick else (15, 0.3)
+    started = time.perf_counter()
+    rows = [measure(key, builder, rounds=rounds, seconds=seconds)
+            for key, builder in (("mlp", _workloads.mlp), ("conv", _workloads.conv))]
+    print(table(rows))
+    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    print(f"\n{'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.0f} s; "
+          f"load average at end {load}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"rows": rows, "load_average_end": load, "quick": args.quick}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
