@@ -96,6 +96,9 @@ def _describe(tensor: Any, np: Any) -> tuple[bool, str]:
         return True, kind
     nan = int(np.isnan(value).sum())
     inf = int(np.isinf(value).sum())
+    if value.size == 1:
+        word = "NaN" if nan else "Inf" if inf else f"finite, value {value.item():.6g}"
+        return not (nan or inf), f"{word} {kind}"
     if nan or inf:
         parts = [f"NaN in {nan}"] if nan else []
         parts += [f"Inf in {inf}"] if inf else []
