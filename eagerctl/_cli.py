@@ -24,6 +24,7 @@ from types import ModuleType, TracebackType
 from typing import Any, TextIO
 
 from ._errors import EagerctlError, EagerctlWarning
+from ._tracebacks import without_own_frames
 
 PROG = "eagerctl"
 RUN_USAGE = ("eagerctl run [--eager | --graph] [--process] [--debug MODULE:QUALNAME]... "
@@ -831,29 +832,6 @@ def _exit_status(code: object, report: bool = False) -> int:
     return 1
 
 
-def _without_own_frames(tb: TracebackType | None, exc: BaseException) -> TracebackType | None:
-    """Drop eagerctl's frames (the `@debuggable` call path) so the traceback points at the user's code.
-
-    Frames between two of the user's frames always go; the last ones (where it was
-    raised) only for eagerctl's deliberate errors (`EagerctlError`, check_numerics'
-    `FloatingPointError`), whose message says what to do; an eagerctl bug keeps them.
-    """
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frames: list[TracebackType] = []
-    while tb is not None:
-        frames.append(tb)
-        tb = tb.tb_next
-    own = [f.tb_frame.f_code.co_filename.startswith(package) for f in frames]
-    deliberate = isinstance(exc, (EagerctlError, FloatingPointError))
-    last_user = max((i for i, mine in enumerate(own) if not mine), default=-1)
-    kept = [f for i, f in enumerate(frames) if not own[i] or (i > last_user and not deliberate)]
-    if not kept:
-        return frames[0] if frames else None
-    for here, after in zip(kept, [*kept[1:], None], strict=True):
-        here.tb_next = after
-    return kept[0]
-
-
 def _report(exc: BaseException) -> None:
     """Print an uncaught exception through sys.excepthook, without eagerctl's and runpy's frames."""
     tb: TracebackType | None = exc.__traceback__
@@ -861,7 +839,7 @@ def _report(exc: BaseException) -> None:
     while tb is not None and (tb.tb_frame.f_code.co_filename in skip
                               or tb.tb_frame.f_code.co_filename.startswith("<frozen runpy")):
         tb = tb.tb_next
-    tb = _without_own_frames(tb, exc)
+    tb = without_own_frames(tb, exc)
     # CPython prints the exception's own __traceback__, whatever tb is passed.
     exc.__traceback__ = tb
     try:

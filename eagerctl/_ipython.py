@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
-from . import _hook, _local
+from . import _hook, _local, _tracebacks
 from ._errors import EagerctlError, EagerctlWarning
 from ._registry import REGISTRY
 from ._scope import Activation, Scope, reset
@@ -207,6 +207,7 @@ class _Extension:
         shell.register_magic_function(self.undebuggable, "line", "undebuggable")
         shell.events.register("pre_run_cell", self.pre_run_cell)
         shell.events.register("post_run_cell", self.post_run_cell)
+        _tracebacks.install_in_ipython(shell)  # check_numerics' and eagerctl's errors point at your code
         self.remember_hand_entered()
 
     def unload(self) -> None:
@@ -220,6 +221,7 @@ class _Extension:
                 shell.events.unregister(event, callback)
             except ValueError:
                 pass
+        _tracebacks.uninstall_from_ipython(shell)
         self.set_process_mode(None)
 
     # -- %eager ------------------------------------------------------------------------------------------
