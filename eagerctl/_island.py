@@ -22,7 +22,8 @@ How the op is built, at trace time:
 3. The graph tensors among the arguments become the op's inputs; everything
    else (Python values, variables, the Keras layer `self`) is closed over. The
    values of the trainable variables the body read are inputs too (their
-   gradients come back through those reads), and the touched variables'
+   gradients come back through those reads; a variable with a sparse gradient
+   is fed as its handle instead, as TF's own gather is), and the touched variables'
    resource handles, so TF's automatic control dependencies order the op
    against the graph's other uses of those variables, as if the body had been
    traced.
@@ -30,7 +31,9 @@ How the op is built, at trace time:
    (and recorded on any tape that watches the graph), which builds a gradient
    op that differentiates the run's own `GradientTape`s, found by a call id the
    forward op returns. The gradient op is differentiable the same way (nested
-   tapes, second order).
+   tapes, second order). Each gradient has the type the traced body's has:
+   a gather's `tf.IndexedSlices` stays sparse (learned from a tape on the
+   scratch trace, see `_learn_gradient_specs`).
 
 Memory. An island op is built with two Python callbacks: one records nothing,
 the other records tapes. The op calls the one that records nothing until
@@ -458,23 +461,40 @@ class _Island:
         graph = ops.get_default_graph()
         self.carry = _Carry(graph)
         self.losses = _LossLists(_reachable(self.trace_fn, leaves))
-        out, read_vars, handles, scratch_losses = self._trace_scratch()
+        diff_inputs = [k for k, t in enumerate(inputs) if _differentiable(t.dtype)]
+        out, read_vars, handles, scratch_losses, learn_gradients = self._trace_scratch(diff_inputs)
         self._learn_outputs(out, scratch_losses)
 
         self.variables = [v for v in read_vars if v.trainable and _differentiable(v.dtype)]
         self.variable_ids = {id(v) for v in self.variables}
-        diff_inputs = [k for k, t in enumerate(inputs) if _differentiable(t.dtype)]
         self.diff_out_pos = [k for k, dtype in enumerate(self.tout[:-1]) if _differentiable(dtype)]
         self.differentiable = bool(self.diff_out_pos) and bool(diff_inputs or self.variables)
+        # What each source's gradient is in the traced body: None for a dense
+        # tensor, else its TypeSpec (tf.IndexedSlices from a gather), which the
+        # gradient op keeps, as the traced body's gradient would be.
+        self.grad_specs: list[Any] = (learn_gradients(self.variables) if self.differentiable
+                                      else [None] * (len(diff_inputs) + len(self.variables)))
         # Nothing for a tape to differentiate in the trace, while a tape could record:
         # a trainable variable read only at run time (a branch the trace did not
         # take) would silently get no gradient, so each run checks what it reads.
         self.check_reads = (bool(self.diff_out_pos) and not self.differentiable
                             and record.could_possibly_record())
         # Reading the variables here, next to the op, is what a tape around the
-        # graph watches; their gradients come back through these reads.
-        var_reads = [v.value() for v in self.variables] if self.differentiable else []
+        # graph watches; their gradients come back through these reads. A variable
+        # whose gradient is sparse (a gather) is not read: its handle is the
+        # source, as for TF's own gather, because reading a variable that sparse
+        # ops touched copies all of it (TF's copy-on-read mode), on every step.
+        var_reads = [v.value() if spec is None else v.handle
+                     for v, spec in zip(self.variables, self.grad_specs[len(diff_inputs):], strict=True)
+                     ] if self.differentiable else []
         op_inputs = inputs + var_reads + self.carry.tensors + handles
+        # What a tape knows each source as (a variable's handle, where it is the input).
+        self.tape_sources = [inputs[k] for k in diff_inputs] + [
+            v.handle if spec is not None else read
+            for v, spec, read in zip(self.variables, self.grad_specs[len(diff_inputs):], var_reads,
+                                     strict=False)]
+        self.source_types = [(t.dtype, t.shape) for t in self.tape_sources[:len(diff_inputs)]] + [
+            (v.dtype, v.shape) for v in self.variables]
         self.context_pos = len(inputs) + len(var_reads)
         self.diff_input_pos = diff_inputs
         self.source_pos = diff_inputs + list(range(len(inputs), len(inputs) + len(var_reads)))
@@ -491,15 +511,20 @@ class _Island:
         for tensor, spec in zip(results, self.specs + self.loss_specs, strict=True):
             tensor.set_shape(spec.shape)
         if self.differentiable:
-            sources = [op.inputs[k] for k in self.source_pos]
             record.record_operation(
-                _FORWARD_OP_TYPE, outs, sources,
+                _FORWARD_OP_TYPE, outs, self.tape_sources,
                 lambda *dys: _forward_gradient(op, *dys, sources_only=True))
         self._place_losses(scratch_losses, results[len(self.specs):])
         return self._pack(results[: len(self.specs)])
 
-    def _trace_scratch(self) -> tuple[Any, list[Any], list[Any], list[list[Any]]]:
-        """Trace `fn` once into a throwaway graph: outputs, variables read, handles touched, losses added."""
+    def _trace_scratch(self, diff_inputs: list[int]) -> tuple[Any, list[Any], list[Any], list[list[Any]],
+                                                              Callable[[list[Any]], list[Any]]]:
+        """Trace `fn` once into a throwaway graph: outputs, variables read, handles touched, losses added.
+
+        The last item learns, when called with the trainable variables the body
+        read, the type of each source's gradient in the traced body (see
+        `_learn_gradient_specs`).
+        """
         import tensorflow as tf
         from tensorflow.python.autograph.core import ag_ctx
         from tensorflow.python.autograph.impl import api as autograph
@@ -515,8 +540,11 @@ class _Island:
             args, kwargs = self._rebuild(placeholders)
             # Autograph follows the outer function's setting, as a traced body would.
             converted = autograph.tf_convert(self.trace_fn, ag_ctx.control_status_ctx())
+            # A tape of the scratch trace tells what the traced body's gradients are.
+            tape = tf.GradientTape(persistent=True)
             try:
-                with record.VariableWatcher() as watcher, numpy_stand_ins():
+                with record.VariableWatcher() as watcher, numpy_stand_ins(), tape:
+                    tape.watch([placeholders[k] for k in diff_inputs])
                     made = _TraceValues.made.get(threading.get_ident(), 0)
                     out = converted(*args, **kwargs)
                     self.read_values = _TraceValues.made.get(threading.get_ident(), 0) > made
@@ -531,6 +559,18 @@ class _Island:
                 ) from exc
         scratch_losses = self.losses.added(before, restore=False)
         read_vars = _unique(watcher.watched_variables())
+
+        def learn_gradients(variables: list[Any]) -> list[Any]:
+            # Building the body's gradient costs about what tracing it did: only
+            # where an op can make a gradient other than a dense tensor.
+            if not any(op.type in _COMPOSITE_GRADIENT_OPS for op in scratch.get_operations()):
+                return [None] * (len(diff_inputs) + len(variables))
+            targets = [t for t in tf.nest.flatten([out, scratch_losses], expand_composites=True)
+                       if isinstance(t, tf.Tensor) and _differentiable(t.dtype)]
+            with scratch.as_default():
+                sources = [placeholders[k] for k in diff_inputs] + variables
+                return _learn_gradient_specs(tape, targets, sources)
+
         handles = [ext for ext, internal in scratch.captures if internal.dtype == tf.resource]
         # What a kept tape holds, estimated from the traced body: every op's output.
         self.fixed_bytes = self.batch_bytes = 0
@@ -545,7 +585,7 @@ class _Island:
                     self.fixed_bytes += known
                 else:
                     self.batch_bytes += known
-        return out, read_vars, handles, scratch_losses
+        return out, read_vars, handles, scratch_losses, learn_gradients
 
     def _learn_outputs(self, out: Any, scratch_losses: list[list[Any]]) -> None:
         import numpy as np
@@ -662,44 +702,70 @@ class _Island:
         op._set_attr("token", attr_value_pb2.AttrValue(s=self.record_token))
         sources = [op.inputs[k] for k in self.source_pos]
         targets = [op.outputs[k] for k in self.diff_out_pos]
-        out = self.gradient_op(1, op.outputs[-1], sources, targets, [dys[k] for k in self.diff_out_pos])
+        out = self.gradient_op(1, op.outputs[-1], sources, targets, [dys[k] for k in self.diff_out_pos],
+                               specs=self.grad_specs)
         for k, g in zip(self.source_pos, out, strict=True):
             grads[k] = g
         return grads
 
     def gradient_op(self, order: int, call_id: Any, sources: list[Any], targets: list[Any],
-                    dys: Sequence[Any]) -> list[Any]:
-        """Graph op for d(targets)/d(sources) given `dys`, computed from the kept tapes."""
+                    dys: Sequence[Any], *, specs: Sequence[Any] = ()) -> list[Any]:
+        """Graph op for d(targets)/d(sources) given `dys`, computed from the kept tapes.
+
+        `specs`: per source, None for a dense gradient, or the TypeSpec of a
+        composite one (tf.IndexedSlices): the op outputs its component tensors,
+        and the gradient returned is that composite again.
+        """
         import tensorflow as tf
         from tensorflow.python.eager import record
         from tensorflow.python.ops import gen_script_ops
 
         self.order = max(self.order, order)
+        specs = list(specs) or [None] * len(sources)
         dys = [tf.zeros_like(t) if dy is None else tf.convert_to_tensor(dy, dtype=t.dtype)
                for t, dy in zip(targets, dys, strict=True)]
-        tout = [s.dtype for s in sources] + [tf.int64]
+        # A variable's handle stands for the variable (see build): its dtype and shape.
+        types = [self.source_types[k] if s.dtype == tf.resource else (s.dtype, s.shape)
+                 for k, s in enumerate(sources)]
+        shapes = [[shape] if spec is None else [c.shape for c in spec._component_specs]
+                  for (_, shape), spec in zip(types, specs, strict=True)]
+        tout = [d for (dtype, _), spec in zip(types, specs, strict=True)
+                for d in ([dtype] if spec is None else [c.dtype for c in spec._component_specs])]
+        tout.append(tf.int64)
         n = len(dys)
-        token = self._callback(lambda call, *rest: self._run_gradient(order, int(call), list(rest[:n])),
-                               tout, order=order, targets=n)
+        token = self._callback(
+            lambda call, *rest: self._run_gradient(order, int(call), list(rest[:n]), specs),
+            tout, order=order, targets=n)
         with record.stop_recording():
             outs = list(gen_script_ops.eager_py_func(
                 input=[call_id, *dys, *sources], token=token, is_async=_is_async(), Tout=tout,
                 name=f"{_op_name(self.name)}_grad{order}"))
         op = outs[-1].op
         _set_gradient_type(op, _GRADIENT_OP_TYPE)
-        for g, s in zip(outs, sources, strict=False):
-            g.set_shape(s.shape)
-        inputs = list(op.inputs)[1:]
+        for g, shape in zip(outs, [shape for per_source in shapes for shape in per_source], strict=False):
+            g.set_shape(shape)
+        inputs = list(dys) + [self.tape_sources[k] if s.dtype == tf.resource else s
+                              for k, s in enumerate(sources)]
         record.record_operation(_GRADIENT_OP_TYPE, outs, inputs,
                                 lambda *ddys: _gradient_gradient(op, *ddys)[1:])
-        return outs[:-1]
+        grads = []
+        pos = 0
+        for spec, per_source in zip(specs, shapes, strict=True):
+            parts = outs[pos:pos + len(per_source)]
+            pos += len(per_source)
+            grads.append(parts[0] if spec is None else tf.nest.pack_sequence_as(spec, parts,
+                                                                                expand_composites=True))
+        return grads
 
     def gradient_gradient(self, op: Any, order: int, n_targets: int, ddys: Sequence[Any]) -> list[Any]:
         grads: list[Any] = [None] * len(op.inputs)
         dys = list(op.inputs[1:1 + n_targets])
         sources = list(op.inputs[1 + n_targets:])
-        out = self.gradient_op(order + 1, op.outputs[-1], sources + dys, list(op.outputs[:-1]),
-                               list(ddys[:-1]))
+        # The gradient's float outputs; the integer parts of a composite one (the
+        # indices of tf.IndexedSlices) have no gradient.
+        diff = [k for k, t in enumerate(op.outputs[:-1]) if _differentiable(t.dtype)]
+        out = self.gradient_op(order + 1, op.outputs[-1], sources + dys, [op.outputs[k] for k in diff],
+                               [ddys[k] for k in diff])
         for k, g in enumerate(out[: len(sources)]):
             grads[1 + n_targets + k] = g
         for k, g in enumerate(out[len(sources):]):
@@ -851,7 +917,7 @@ class _Island:
             losses.append(value)
         return losses
 
-    def _run_gradient(self, order: int, call_id: int, dys: list[Any]) -> list[Any]:
+    def _run_gradient(self, order: int, call_id: int, dys: list[Any], specs: list[Any]) -> list[Any]:
 
         with self.lock:
             entry = self.pending.pop(call_id, None)
@@ -874,11 +940,10 @@ class _Island:
                               f"calls is not available: {why}")
         # The variables' components depend on the replica context (tf.distribute).
         with contextlib.nullcontext() if self.carry.thread_mode is None else self.carry.entered():
-            return self._differentiate(order, entry, dys)
+            return self._differentiate(order, entry, dys, specs)
 
-    def _differentiate(self, order: int, entry: _Entry, dys: list[Any]) -> list[Any]:
+    def _differentiate(self, order: int, entry: _Entry, dys: list[Any], specs: list[Any]) -> list[Any]:
         import numpy as np
-        import tensorflow as tf
 
         inner, outer = entry.tapes[0], entry.tapes[1:]
         if entry.unseen:
@@ -890,14 +955,56 @@ class _Island:
             for tape in reversed(outer):
                 stack.enter_context(tape._ensure_recording())
                 tape.watch(dys)
-            grads = inner.gradient(entry.targets, entry.sources, output_gradients=dys,
-                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            grads = [tf.convert_to_tensor(g) for g in grads]
+            grads = inner.gradient(entry.targets, entry.sources, output_gradients=dys)
+            parts = [part for source, grad, spec in zip(entry.sources, grads, specs, strict=True)
+                     for part in self._gradient_parts(source, grad, spec)]
         if not outer:
-            return [*grads, _NO_CALL]
+            return [*parts, _NO_CALL]
         next_id = next(_call_ids)
-        self._keep(next_id, _Entry(outer, entry.sources + dys, grads, [], entry.nbytes))
-        return [*grads, np.asarray(next_id, np.int64)]
+        targets = [p for p in parts if _differentiable(p.dtype)]  # as gradient_gradient picks them
+        self._keep(next_id, _Entry(outer, entry.sources + dys, targets, [], entry.nbytes))
+        return [*parts, np.asarray(next_id, np.int64)]
+
+    def _gradient_parts(self, source: Any, grad: Any, spec: Any) -> list[Any]:
+        """The gradient op's outputs for one source: the gradient, as the graph expects it.
+
+        This run's gradient may differ in type from the traced body's (another
+        path taken, no gradient at all): it is converted, with the same value.
+        """
+        import tensorflow as tf
+
+        # Never a read of a variable source: one touched by sparse ops copies all of it.
+        static = source.shape
+        if spec is None:
+            if grad is not None:
+                return [tf.convert_to_tensor(grad)]
+            return [tf.zeros(static, source.dtype) if static.is_fully_defined() else tf.zeros_like(source)]
+        if isinstance(spec, tf.IndexedSlicesSpec):
+            shape_dtype = spec._dense_shape_dtype or tf.int64
+            if isinstance(grad, tf.IndexedSlices) and grad.dense_shape is not None:
+                shape = tf.cast(grad.dense_shape, shape_dtype)
+            elif static.is_fully_defined():
+                shape = tf.constant(static.as_list(), shape_dtype)
+            else:
+                shape = tf.shape(source, out_type=shape_dtype)
+            if grad is None:  # no slice at all (the run took no gather)
+                grad = tf.IndexedSlices(tf.zeros([0, *shape[1:].numpy()], source.dtype),
+                                        tf.zeros([0], spec._indices_dtype), shape)
+            elif not isinstance(grad, tf.IndexedSlices):  # every row, as slices
+                grad = tf.convert_to_tensor(grad)
+                rows = tf.range(tf.shape(grad, out_type=spec._indices_dtype)[0])
+                grad = tf.IndexedSlices(grad, rows, shape)
+            grad = tf.IndexedSlices(
+                tf.cast(grad.values, spec._values_dtype), tf.cast(grad.indices, spec._indices_dtype),
+                None if spec._dense_shape_dtype is None else shape)
+        elif grad is None or not spec.is_compatible_with(grad):
+            raise IslandError(
+                f"eager island {self.name!r}: the gradient of one of its inputs or variables is "
+                f"{_short(grad)} in this run, where the traced body's gradient is a "
+                f"{spec.value_type.__name__} ({spec}): the graph has a place only for that. Compute it "
+                "the same way on every call"
+            )
+        return list(tf.nest.flatten(grad, expand_composites=True))
 
     def _keep(self, call_id: int, entry: _Entry) -> None:
         with self.lock:
@@ -985,6 +1092,35 @@ def _keep_with_graph(func: Any) -> None:
     if not hasattr(graph, "_py_funcs_used_in_graph"):
         graph._py_funcs_used_in_graph = []
     graph._py_funcs_used_in_graph.append(func)
+
+
+# Op types whose gradient can be something else than a dense tensor: gathers
+# (tf.IndexedSlices), custom gradients (IdentityN), nested islands, function calls
+# and control flow (whatever their bodies hold).
+_COMPOSITE_GRADIENT_OPS = frozenset({
+    "ResourceGather", "Gather", "GatherV2", "IdentityN", "EagerPyFunc", "PartitionedCall",
+    "StatefulPartitionedCall", "While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase"})
+
+
+def _learn_gradient_specs(tape: Any, targets: list[Any], sources: list[Any]) -> list[Any]:
+    """Per source, the TypeSpec of its gradient in the traced body, or None for a dense tensor.
+
+    A gather from a variable or tensor (an `Embedding`) has a `tf.IndexedSlices`
+    gradient; optimizers update such a variable sparsely (Keras 3's Adam, for
+    one, moves only the gathered rows' moments), and a dense gradient of a large
+    embedding is a tensor of its full size. The island's gradient keeps each
+    gradient's type as the traced body's gradient has it.
+    """
+    import tensorflow as tf
+
+    dense: list[Any] = [None] * len(sources)
+    if not targets or not sources:
+        return dense
+    try:
+        grads = tape.gradient(targets, sources)
+    except Exception:  # noqa: BLE001 (not differentiable here: the run's gradient says why, if asked)
+        return dense
+    return [None if g is None or isinstance(g, tf.Tensor) else tf.type_spec_from_value(g) for g in grads]
 
 
 def _is_async() -> bool:
