@@ -1,7 +1,7 @@
 """eagerctl: precise, safe control over how TensorFlow runs `tf.function`s.
 
-`import eagerctl` does not import TensorFlow; the hook into TF installs itself
-when TF is imported or at first use. The tools
+`import eagerctl` does not import TensorFlow, and patches nothing in it: the
+hook into TF installs at first use (or `install_hook()`). The tools
 (`bisect`, `compare`, `debuggable`, the IPython extension) load when first used.
 """
 
@@ -16,7 +16,6 @@ from . import _distribute as _distribute
 from ._breakpoints import breakpoints  # registers its patches; starts the hook under a debugger
 from ._errors import EagerctlError, EagerctlWarning
 from ._hook import install as install_hook
-from ._hook import register_import_hook as _register_import_hook
 from ._hook import uninstall as uninstall_hook
 from ._scope import Scope, eager_scope, graph_scope, reset
 from ._status import ScopeInfo, Status, is_eager, status
@@ -92,5 +91,3 @@ def __dir__() -> list[str]:
 for _public in (EagerctlError, EagerctlWarning):
     _public.__module__ = __name__
 del _public
-
-_register_import_hook()

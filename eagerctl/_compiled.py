@@ -23,6 +23,12 @@ TF's TPU system initialization and shutdown flip the flag too; without a TPU
 they cannot run here, so they are not patched. Keras (2 and 3) reads the flag
 but never writes it.
 
+Only under eagerctl: with no eagerctl override in force (`_hook.in_force()`:
+no local scope in this context, no process scope anywhere) each wrapper calls
+TF's function as it is, and TF's own flip of its own flag does what it does
+in TF (inside a `tf.vectorized_map` body under `run_functions_eagerly(True)`,
+`functions_run_eagerly()` reads False, and a write there takes effect).
+
 Nothing here imports TensorFlow; the patches install and uninstall with the hook.
 """
 
@@ -35,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _hook, _local
+from ._hook import in_force
 
 PFOR = "tensorflow.python.ops.parallel_for.control_flow_ops"
 COND = "tensorflow.python.ops.cond"
@@ -68,7 +75,8 @@ def _wrap_pfor(pfor: Callable[..., Any], module: Any) -> Callable[..., Any]:
 
     @functools.wraps(pfor)
     def compiled_pfor(*args: Any, **kwargs: Any) -> Any:
-        if context.executing_eagerly() or under_xla():  # where TF wraps it in a tf.function
+        # Eagerly or under XLA is where TF wraps it in a tf.function.
+        if (context.executing_eagerly() or under_xla()) and in_force():
             return run_compiled(reason, pfor, *args, **kwargs)
         return pfor(*args, **kwargs)
 
@@ -82,7 +90,8 @@ def _wrap_cond(eager_cond: Callable[..., Any], module: Any) -> Callable[..., Any
 
     @functools.wraps(eager_cond)
     def compiled_cond(pred: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(pred, bool) or tensor_util.constant_value(ops.convert_to_tensor(pred)) is not None:
+        if not in_force() or isinstance(pred, bool) or (
+                tensor_util.constant_value(ops.convert_to_tensor(pred)) is not None):
             return eager_cond(pred, *args, **kwargs)  # TF calls one branch, as it is
         return run_compiled(reason, eager_cond, pred, *args, **kwargs)
 
@@ -96,7 +105,7 @@ def _wrap_batch_all_gather(batch_all_gather: Callable[..., Any], module: Any) ->
 
     @functools.wraps(batch_all_gather)
     def compiled_batch_all_gather(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not context.executing_eagerly():
+        if not context.executing_eagerly() or not in_force():
             return batch_all_gather(self, *args, **kwargs)
         return run_compiled(reason, batch_all_gather, self, *args, **kwargs)
 

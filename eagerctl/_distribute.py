@@ -24,13 +24,17 @@ Small patches of TensorFlow's distribution code, all reversible:
    `RuntimeError: all_gather is not supported in eager mode.` when run
    eagerly. In eager code TF runs it through an internal `tf.function`
    (`CollectiveAllReduce._batch_all_gather`), which `_compiled` keeps compiled
-   under any eager override, eagerctl's or TF's own
-   `tf.config.run_functions_eagerly(True)` while the hook is installed (plain
-   TF fails there); the user's functions around it stay eager. Should the
-   launcher still be reached eagerly (a gather inside a function that runs
-   eagerly, another TF version or path), `EagerctlError` says why instead of
-   TF's bare error: the scope and where it was entered, or the flag, and the
-   fix.
+   under eagerctl's eager scopes; the user's functions around it stay eager.
+   Should the launcher still be reached eagerly there (a gather inside a
+   function that runs eagerly, another TF version or path), `EagerctlError`
+   says why instead of TF's bare error: the scope and where it was entered,
+   and the fix.
+
+Both act only under eagerctl (`_hook.in_force()`). Under TF's own
+`tf.config.run_functions_eagerly(True)` with no eagerctl scope in force, a
+collective gather fails exactly as in TF, with TF's `RuntimeError`: eagerctl
+changes nothing it was not asked to. (A replica thread of a caller with no
+local override starts with an empty stack, as it would without the patch.)
 
 Nothing here imports TensorFlow. `install()` patches the two TF modules if
 they are imported (`import tensorflow` imports them both) and `uninstall()`
@@ -67,12 +71,16 @@ def _patch_replica_thread(cls: type) -> dict[str, Callable[..., Any]]:
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        setattr(self, ATTR, _local.STACK.get())
+        stack = _local.STACK.get()
+        if stack is not None:
+            setattr(self, ATTR, stack)
 
     # Runs in the new replica thread, whose context is its own.
     @functools.wraps(run)
     def run_with_overrides(self: Any) -> None:
-        _local.STACK.set(getattr(self, ATTR, None))
+        stack = getattr(self, ATTR, None)
+        if stack is not None:
+            _local.STACK.set(stack)
         run(self)
 
     return {"__init__": __init__, "run": run_with_overrides}
@@ -102,7 +110,7 @@ def _patch_all_gather(cls: type) -> dict[str, Callable[..., Any]]:
 
     @functools.wraps(all_gather)
     def checked_all_gather(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if context.executing_eagerly():
+        if context.executing_eagerly() and _hook.in_force():  # else TF's own error, unchanged
             cause = eager_cause()
             if cause is not None:
                 raise EagerctlError(

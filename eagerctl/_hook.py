@@ -16,8 +16,18 @@ the same function wherever TF's modules bound it) through the registry, so
 that while eagerctl's process scopes are active every write to the flag goes
 through one place.
 
-Nothing here imports TensorFlow at import time: the hook installs itself from a
-`wrapt` post-import hook when the user imports TF, or at eagerctl's first use.
+Inert unless asked. Nothing here imports TensorFlow at import time, and
+`import eagerctl` patches nothing: the hook installs at eagerctl's first use
+(a scope entered, a `@debuggable` call, an island, `compare`, `bisect`,
+`eagerctl run`), or when asked to, now (`install()`, public as
+`eagerctl.install_hook()`) or as soon as TF is imported
+(`install_when_tf_imported()`). A pytest session or a program that uses none
+of it runs TF's own objects. Once installed, the hook stays (installing and
+removing it on every scope would cost each scope a type-cache flush), and
+it is inert again whenever no eagerctl override is in force: the property
+returns TF's flag, the writer sets it, and the patches above this module ask
+`in_force()` before doing anything of their own, so TF's own code runs as
+in TF, its errors included.
 """
 
 from __future__ import annotations
@@ -228,8 +238,9 @@ def _import_tf() -> None:
 def load() -> Any:
     """Import TF if needed and resolve what the hook and the registry use; return the flag module.
 
-    Installs nothing: the hook installs when TF is imported and at a scope's
-    first use, and stays out after `uninstall()` until then.
+    Installs nothing (`status()`, `is_eager()` and the pytest plugin's guard
+    read through it): the hook installs at first use, and stays out after
+    `uninstall()` until the next.
     """
     if flag_module is None:
         _import_tf()
@@ -300,6 +311,15 @@ def uninstall() -> None:
         uninstall_patch()
 
 
+def in_force() -> bool:
+    """Whether an eagerctl override decides here: a local one in this context, or any process scope.
+
+    The patches of TF's own code (`_compiled`, `_distribute`) act only then;
+    otherwise TF runs as TF, its own `run_functions_eagerly(True)` included.
+    """
+    return _local.override() is not None or REGISTRY.active_count() > 0
+
+
 def read_flag() -> bool:
     return bool(load().RUN_FUNCTIONS_EAGERLY)
 
@@ -318,7 +338,13 @@ def _on_tf_import(_module: object) -> None:
         pass
 
 
-def register_import_hook() -> None:
+def install_when_tf_imported() -> None:
+    """Install the hook as soon as TensorFlow is imported (at once if it already is).
+
+    Nothing calls this on `import eagerctl`: the hook is inert unless asked.
+    It is for a feature that must act before any scope is used (a debugger
+    attached to the program, say); `install()` installs now.
+    """
     import wrapt
 
     wrapt.register_post_import_hook(_on_tf_import, "tensorflow")

@@ -262,8 +262,9 @@ class _State:
         return self.local | frozenset(self.process)
 
 
-def _tf_loaded() -> bool:
-    return _hook.flag_module is not None and _hook.FLAG_MODULE in sys.modules
+def _tf_flags() -> Any:
+    """TF's module holding its flag, if TF is imported (by anyone); None otherwise. Imports nothing."""
+    return sys.modules.get(_hook.FLAG_MODULE)
 
 
 def _is_scope(entry: Any) -> bool:
@@ -281,10 +282,15 @@ def _state() -> _State:
     # `_local.LIVE` itself, not `_local.live()`, which drops the scopes of
     # finished threads and tasks unseen: the guard reports them first.
     local = frozenset(a for a in _local.LIVE.copy() if _is_scope(a))
-    if not _tf_loaded():
+    flags = _tf_flags()
+    if flags is None:
         return _State(None, tuple(here), local, ())
     from ._registry import REGISTRY
 
+    if not REGISTRY.active_count():
+        # No process scope: the flag is the baseline. Read as TF would, touching
+        # nothing: a session that uses no eagerctl feature runs TF untouched.
+        return _State(bool(flags.RUN_FUNCTIONS_EAGERLY), tuple(here), local, ())
     # The registry notices a write that bypassed it (an assignment to TF's
     # module global) and adopts it as the baseline before answering.
     baseline, process = REGISTRY.snapshot()

@@ -144,7 +144,7 @@ class Activation:
         hook = _hook
         if not hook.installed:
             if scope.process:
-                hook.load()
+                hook.install(strict=False)  # a TF it cannot hook: process scopes work all the same
             else:
                 hook.require_local()
         # Warn before changing anything: a warnings filter may turn it into an error.

@@ -150,12 +150,18 @@ def test_debuggable_layer_call_in_keras_fit(mirrored: dict[str, Any]) -> None:
 def test_gather_on_two_devices_works_in_every_mode(mirrored: dict[str, Any]) -> None:
     # Where TF implements a gather with collectives (MirroredStrategy over more than
     # one device, MultiWorkerMirroredStrategy), eagerctl keeps TF's internal
-    # all-gather function compiled under any eager override: its own scopes, and
-    # TF's flag while the hook is installed. TF alone raises under the flag.
+    # all-gather function compiled under its own eager scopes.
     expected = [[0.0, 1.0], [[0.0, 1.0], [0.0, 1.0]]]
-    for mode in ["none", "local", "process", "flag"]:
+    for mode in ["none", "local", "process"]:
         assert mirrored[f"gather:{mode}"] == expected, mode
-    assert mirrored["gather:flag_tf_alone"] == "RuntimeError: all_gather is not supported in eager mode."
+
+
+def test_gather_under_tfs_own_flag_fails_as_in_tf(mirrored: dict[str, Any]) -> None:
+    # Inert unless asked: under TF's own run_functions_eagerly(True), with the hook
+    # installed and no eagerctl scope, TF raises its own error, as it does alone.
+    tf_error = "RuntimeError: all_gather is not supported in eager mode."
+    assert mirrored["gather:flag_tf_alone"] == tf_error
+    assert mirrored["gather:flag"] == tf_error
 
 
 def test_flag_and_scopes_clean_at_the_end(mirrored: dict[str, Any]) -> None:

@@ -120,8 +120,11 @@ def test_keras_fit_losses_equal_graph_ones(workers: list[dict[str, Any]], index:
 def test_all_gather_works_in_every_mode(workers: list[dict[str, Any]], index: int) -> None:
     gather = workers[index]["gather"]
     assert gather["graph"] == [[0.0, 1.0], [["step", R, False]]]
-    for mode in ["local", "process", "flag"]:  # the step's body runs eagerly, the gather works
+    for mode in ["local", "process"]:  # the step's body runs eagerly, the gather works
         assert gather[mode] == [[0.0, 1.0], [["step", R, True]]]
+    # Inert unless asked: TF's own flag with no eagerctl scope fails as in TF alone.
+    tf_error = "RuntimeError: all_gather is not supported in eager mode."
+    assert gather["flag"] == gather["tf_alone_flag"] == tf_error
 
 
 @pytest.mark.parametrize("index", [0, 1])
@@ -133,11 +136,13 @@ def test_all_gather_eager_limitation_and_clear_error(workers: list[dict[str, Any
     # Were the launcher still reached eagerly, the error says why and what to do.
     fix = ("Keep the code that gathers compiled: run it under eagerctl.graph_scope(), or move the gather out "
            "of the code you run eagerly")
-    assert gather["unfixed_flag"] == (
+    assert gather["unfixed_flag"] == gather["tf_alone_flag"]  # no eagerctl scope: TF's own error
+    assert gather["unfixed_process"] == (
         "EagerctlError: TensorFlow cannot run a collective all_gather eagerly (ReplicaContext.all_gather, "
         "or Strategy.gather under MultiWorkerMirroredStrategy or a MirroredStrategy over more than one "
         "device), and this call runs eagerly because of "
-        f"tf.config.run_functions_eagerly(True). {fix}"
+        f"eager_scope(True, process=True) (entered at {SCRIPT}:{gather['process_line']} in thread "
+        f"'MainThread'). {fix}"
     )
     assert gather["unfixed_local"] == (
         "EagerctlError: TensorFlow cannot run a collective all_gather eagerly (ReplicaContext.all_gather, "
@@ -326,6 +331,10 @@ def gather(strategy: Any, index: int) -> dict[str, Any]:
     cls._batch_all_gather = _compiled._originals[(cls, "_batch_all_gather")]
     try:
         out["unfixed_flag"] = with_flag()
+        process = eagerctl.eager_scope(process=True)
+        out["process_line"] = sys._getframe().f_lineno + 1
+        with process:
+            out["unfixed_process"] = run()
         scope = eagerctl.eager_scope()
         out["line"] = sys._getframe().f_lineno + 1
         with scope:

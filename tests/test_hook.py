@@ -33,7 +33,7 @@ def run_python(code: str) -> dict[str, object]:
     return result
 
 
-def test_import_is_lazy_and_the_post_import_hook_installs_on_tf_import() -> None:
+def test_import_is_lazy_and_the_hook_installs_at_first_use_only() -> None:
     got = run_python(
         """
         import json, sys
@@ -42,14 +42,39 @@ def test_import_is_lazy_and_the_post_import_hook_installs_on_tf_import() -> None
         status_before = str(eagerctl.status())
         import tensorflow as tf
         from tensorflow.python.eager.polymorphic_function import polymorphic_function as pf
-        prop = pf.Function.__dict__["_run_functions_eagerly"]
-        print(json.dumps({"tf_at_import": before, "installed": eagerctl.status().hook_installed,
-                          "ours": "eagerctl" in (prop.__doc__ or ""), "status": status_before}))
+
+        def ours():
+            prop = pf.Function.__dict__["_run_functions_eagerly"]
+            return "eagerctl" in (prop.__doc__ or "")
+
+        after_tf = {"installed": eagerctl.status().hook_installed, "ours": ours(),
+                    "writer": hasattr(tf.config.run_functions_eagerly, "__eagerctl_original__")}
+        with eagerctl.eager_scope():  # first use
+            pass
+        print(json.dumps({"tf_at_import": before, "status": status_before, "after_tf": after_tf,
+                          "after_use": [eagerctl.status().hook_installed, ours()]}))
         """
     )
     assert got["tf_at_import"] is False
-    assert got["installed"] is True and got["ours"] is True
     assert "tensorflow       not imported" in str(got["status"])
+    # Importing TF after eagerctl patches nothing: inert unless asked.
+    assert got["after_tf"] == {"installed": False, "ours": False, "writer": False}
+    assert got["after_use"] == [True, True]
+
+
+def test_install_when_tf_imported_installs_at_tf_import() -> None:
+    # The entry point for a feature that must act before any scope is used.
+    got = run_python(
+        """
+        import json
+        import eagerctl
+        from eagerctl import _hook
+        _hook.install_when_tf_imported()
+        import tensorflow as tf
+        print(json.dumps({"installed": eagerctl.status().hook_installed}))
+        """
+    )
+    assert got == {"installed": True}
 
 
 def test_without_tensorflow_import_works_and_scopes_say_how_to_install() -> None:

@@ -117,12 +117,26 @@ def test_pfor_under_the_global_flag_keeps_the_baseline(expected: dict[str, np.nd
         assert tf.config.functions_run_eagerly() is True
         assert eagerctl.status().baseline is False
     assert tf.config.functions_run_eagerly() is False
-    tf.config.run_functions_eagerly(True)  # and TF's own flag, no eagerctl scope: as in TF
+
+
+def test_pfor_under_tfs_own_flag_and_no_scope_is_tfs_own(expected: dict[str, np.ndarray]) -> None:
+    # Inert unless asked: the hook installed, no eagerctl scope in force. TF turns
+    # its flag off around its loop, and the body sees it off, as in plain TF.
+    eagerctl.install_hook()
+    seen: list[bool] = []
+
+    def loop_fn(v: tf.Tensor) -> tf.Tensor:
+        seen.append(tf.config.functions_run_eagerly())
+        return squared_norm(v)
+
+    tf.config.run_functions_eagerly(True)
     try:
-        np.testing.assert_allclose(vectorized(), expected["vectorized_map"], rtol=1e-6)
-        assert tf.config.functions_run_eagerly() is True
+        got = tf.vectorized_map(loop_fn, X).numpy()
+        assert tf.config.functions_run_eagerly() is True  # TF put it back
     finally:
         tf.config.run_functions_eagerly(False)
+    np.testing.assert_allclose(got, expected["vectorized_map"], rtol=1e-6)
+    assert seen == [False]
 
 
 def test_the_loop_function_still_sees_a_trace(expected: dict[str, np.ndarray]) -> None:
@@ -140,6 +154,7 @@ def test_the_loop_function_still_sees_a_trace(expected: dict[str, np.ndarray]) -
 
 @pytest.fixture
 def without_the_compiled_patch() -> Iterator[None]:
+    eagerctl.install_hook()  # so that putting the patch back leaves it as the hook has it
     _compiled.uninstall()
     try:
         yield
@@ -159,6 +174,7 @@ def test_without_eagerctls_compiled_frame_pfor_fails_under_a_local_scope(
 def test_the_patches_install_and_uninstall_with_the_hook() -> None:
     from tensorflow.python.ops.parallel_for import control_flow_ops
 
+    eagerctl.install_hook()  # installed at first use: maybe not yet, run alone
     patched = control_flow_ops.pfor
     assert _compiled.installed() and patched.__wrapped__ is not patched  # type: ignore[attr-defined]
     eagerctl.uninstall_hook()
