@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import _hook
+from . import _display, _hook
 from ._errors import EagerctlError
 from ._scope import eager_scope, graph_scope
 
@@ -222,23 +222,19 @@ class Comparison:
             lines.append("  tracing: none (already traced for these arguments)")
         return "\n".join(lines)
 
-    def _repr_html_(self) -> str:  # a table in Jupyter (rendering: eagerctl/_ipython.py)
-        from ._ipython import comparison_html
-
-        return comparison_html(self)
+    def _repr_html_(self) -> str:  # a table in Jupyter
+        return _display.comparison_html(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's terminal: str(), not repr()
         printer.text(str(self))
 
 
-_MAX_ROWS = 30
 _MAX_OPS = 6
-
-
-def _fmt_diff(value: float) -> str:
-    if value == 0:
-        return "0"
-    return f"{value:.3g}"
+# How figures read (shared with the HTML table, bisect's report and the demo): eagerctl._display.
+_MAX_ROWS = _display.MAX_ROWS
+_fmt_diff = _display.fmt_diff
+_fmt_seconds = _display.fmt_seconds
+speed = _display.speed
 
 
 def checked_target(tool: str, accepted: str, fn: Any, target: Any, name: str) -> tuple[bool, Any]:
@@ -260,23 +256,6 @@ def checked_target(tool: str, accepted: str, fn: Any, target: Any, name: str) ->
         )
     is_tf_function = hasattr(target, "python_function") and hasattr(target, "get_concrete_function")
     return is_tf_function, (target if is_tf_function else tf.function(target))
-
-
-def speed(slowdown: float) -> str:
-    """Eager against graph, said the way round that reads: a slowdown, or how much faster eager is."""
-    if math.isnan(slowdown):
-        return "slowdown n/a"
-    if slowdown >= 1 or slowdown <= 0:
-        return f"slowdown {slowdown:.1f}x"
-    return f"eager {1 / slowdown:.1f}x faster"
-
-
-def _fmt_seconds(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds * 1e6:.3g} us"
 
 
 def _check_options(rtol: object, atol: object, repeat: object) -> None:

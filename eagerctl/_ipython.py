@@ -12,14 +12,13 @@
 
 Nothing here imports IPython or TensorFlow at import time: `eagerctl` imports
 this module for `load_ipython_extension`, and IPython is only touched through
-the shell object it passes in. The HTML renderings of `Status` and `Comparison`
-live here too (`status_html`, `comparison_html`).
+the shell object it passes in. It only wires magics and cell hooks: how
+results look in a notebook (`_repr_html_`) is theirs (`eagerctl._display`).
 """
 
 from __future__ import annotations
 
 import ast
-import html
 import inspect
 import signal
 import sys
@@ -28,16 +27,13 @@ import types
 import warnings
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _hook, _local, _tracebacks
+from ._display import mode as _mode
 from ._errors import EagerctlError, EagerctlWarning
 from ._registry import REGISTRY
 from ._scope import Activation, Scope, reset
-
-if TYPE_CHECKING:
-    from ._compare import Comparison
-    from ._status import Status
 
 _EXTENSIONS: dict[int, _Extension] = {}
 
@@ -165,10 +161,6 @@ def _here() -> list[Activation]:
 def _process_activations() -> list[Activation]:
     acts: list[Any] = list(REGISTRY.snapshot()[1])
     return acts
-
-
-def _mode(value: bool | None) -> str:
-    return "-" if value is None else ("eager" if value else "graph")
 
 
 def _exit_activation(act: Activation) -> None:
@@ -698,87 +690,3 @@ def _traced_users(namespace: dict[str, Any], name: str, target: Any) -> set[tupl
             if built and _model_calls(value, name, namespace):
                 found.add((key, "model"))
     return found
-
-
-# -- HTML for notebooks ------------------------------------------------------------------------------------
-
-_TABLE_STYLE = "border-collapse:collapse;font-family:monospace;font-size:90%"
-
-
-def _cells(values: list[str], tag: str = "td", style: str = "") -> str:
-    attr = f' style="{style}"' if style else ""
-    return "".join(f"<{tag}{attr}>{html.escape(v)}</{tag}>" for v in values)
-
-
-def status_html(status: Status) -> str:
-    """`Status` as an HTML table (its `_repr_html_`)."""
-    rows = [
-        ("tensorflow", status.tensorflow or "not imported"),
-        ("hook installed", "yes" if status.hook_installed else "no"),
-        ("process flag", _mode(status.process_flag)),
-        ("baseline", _mode(status.baseline)),
-        ("local override", _mode(status.override)),
-        ("effective here", _mode(status.is_eager)),
-    ]
-    out = [f'<table class="eagerctl-status" style="{_TABLE_STYLE}">']
-    out += [f'<tr><th style="text-align:left">{html.escape(k)}</th><td style="text-align:left">'
-            f"<b>{html.escape(v)}</b></td></tr>" if k == "effective here" else
-            f'<tr><th style="text-align:left">{html.escape(k)}</th><td style="text-align:left">'
-            f"{html.escape(v)}</td></tr>" for k, v in rows]
-    out.append("</table>")
-    if not status.scopes:
-        out.append("<p><i>no active scopes</i></p>")
-        return "\n".join(out)
-    out.append(f'<table class="eagerctl-scopes" style="{_TABLE_STYLE}">')
-    header = _cells(["kind", "mode", "scope", "thread", "entered at"], "th", "text-align:left")
-    out.append(f"<tr>{header}</tr>")
-    for info in status.scopes:
-        out.append("<tr>" + _cells([info.kind, _mode(info.enabled), info.scope, info.thread, info.where],
-                                   "td", "text-align:left") + "</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def comparison_html(result: Comparison) -> str:
-    """`Comparison` as HTML (its `_repr_html_`): the verdict, then the values, differing ones first in red.
-
-    The same content as `str(result)`, whose wording (verdict, explanations)
-    it takes from `Comparison` itself.
-    """
-    from ._compare import _MAX_ROWS, _fmt_diff, _fmt_seconds, speed
-
-    verdict = result._verdict() if hasattr(result, "_verdict") else (
-        "graph and eager MATCH" if result.match else f"graph and eager DIFFER in {len(result.mismatches)}")
-    style = "" if result.match else ' style="color:#c00"'
-    out = [f"<p><code>compare({html.escape(result.name)})</code>: <b{style}>{html.escape(verdict)}</b> "
-           f"(rtol={result.rtol:g}, atol={result.atol:g})</p>"]
-    explanations = result._explanations() if hasattr(result, "_explanations") else []
-    out += [f"<p>{html.escape(line.strip())}</p>" for line in explanations]
-    out.append(f'<table class="eagerctl-compare" style="{_TABLE_STYLE}">')
-    header = _cells(["value", "shape", "dtype", "max |graph - eager|", "same", ""], "th", "text-align:left")
-    out.append(f"<tr>{header}</tr>")
-
-    def same(row: Any) -> str:
-        return "varies" if getattr(row, "varies", None) else "yes" if row.match else "NO"
-
-    first = [r for r in result.rows if same(r) != "yes"]
-    rest = [r for r in result.rows if same(r) == "yes"]
-    shown = first + rest[:max(0, _MAX_ROWS - len(first))]
-    for row in shown:
-        verdict_of_row = same(row)
-        cell_style = "text-align:left" + (";color:#c00;font-weight:bold" if verdict_of_row == "NO" else "")
-        out.append("<tr>" + _cells([row.path, row.shape, row.dtype, _fmt_diff(row.max_abs_diff),
-                                    verdict_of_row, row.note], "td", cell_style) + "</tr>")
-    out.append("</table>")
-    hidden = len(result.rows) - len(shown)
-    if hidden:
-        out.append(f"<p>... and {hidden} more that match</p>")
-    calls = f"{result.repeat} timed call{'s' if result.repeat != 1 else ''}"
-    if getattr(result, "graph_error", None) is not None:
-        out.append(f"<p>time per call: eager {_fmt_seconds(result.eager_seconds)} ({calls}; the graph did "
-                   "not run)</p>")
-    else:
-        out.append(f"<p>time per call: graph {_fmt_seconds(result.graph_seconds)}, eager "
-                   f"{_fmt_seconds(result.eager_seconds)}, {speed(result.slowdown)} "
-                   f"({calls} each)</p>")
-    return "\n".join(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _hook, _local
+from . import _display, _hook, _local
 from ._registry import REGISTRY
 from ._scope import repair_orphans, thread_name
 
@@ -77,7 +77,8 @@ class Status:
         self.scopes = tuple(scopes)
         from ._breakpoints import active_islands
 
-        self.breakpoint_islands = tuple(active_islands())  # "qualname (file:line)", made islands by breakpoints
+        # "qualname (file:line)" of each function a breakpoint made an island
+        self.breakpoint_islands = tuple(active_islands())
 
     def __repr__(self) -> str:
         return (f"Status(tensorflow={self.tensorflow!r}, hook_installed={self.hook_installed}, "
@@ -85,9 +86,7 @@ class Status:
                 f"is_eager={self.is_eager}, scopes={list(self.scopes)!r})")
 
     def __str__(self) -> str:
-        def mode(value: bool | None) -> str:
-            return "-" if value is None else ("eager" if value else "graph")
-
+        mode = _display.mode
         lines = [
             f"tensorflow       {self.tensorflow or 'not imported'}",
             f"hook installed   {'yes' if self.hook_installed else 'no'}",
@@ -105,13 +104,11 @@ class Status:
             lines.extend(f"  {name}" for name in self.breakpoint_islands)
         return "\n".join(lines)
 
-    def _repr_html_(self) -> str:  # a table in Jupyter (rendering: eagerctl/_ipython.py)
-        from ._ipython import status_html
-
-        return status_html(self)
+    def _repr_html_(self) -> str:  # a table in Jupyter
+        return _display.status_html(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's terminal: str(), not repr()
-        printer.text(str(self))
+        _display.pretty(self, printer, cycle)
 
 
 def status() -> Status:
