@@ -436,13 +436,24 @@ class _Settings:
             "entering pdb post-mortem (type 'c' or 'q' to let the exception propagate)\n"
         )
         import pdb  # here, not at import: it costs `import eagerctl` several milliseconds
+        import signal
 
+        # pdb's `c` installs pdb's SIGINT handler (Ctrl-C then stops in pdb instead of
+        # raising KeyboardInterrupt) and puts the program's back only at its next prompt,
+        # which a post-mortem never reaches: put it back here.
+        sigint = signal.getsignal(signal.SIGINT)
         try:
             pdb.post_mortem(exc.__traceback__)
         except Exception as failure:  # noqa: BLE001 - the body's exception must propagate, not pdb's
             warnings.warn(f"@debuggable {self.label} (post_mortem=True): pdb failed ({failure!r}); the "
                           f"{type(exc).__name__} from the body propagates unchanged",
                           EagerctlWarning, stacklevel=_user_stacklevel())
+        finally:
+            if sigint is not None and signal.getsignal(signal.SIGINT) is not sigint and (
+                    threading.current_thread() is threading.main_thread()):
+                signal.signal(signal.SIGINT, sigint)
+                if getattr(pdb.Pdb, "_previous_sigint_handler", None) is sigint:
+                    pdb.Pdb._previous_sigint_handler = None  # type: ignore[attr-defined]  # done: not again
 
     def _log(self, args: tuple[Any, ...], kwargs: dict[str, Any], outcome: str, seconds: float) -> None:
         if logger.isEnabledFor(logging.DEBUG):

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 import tensorflow as tf
-from helpers import make_probe, mode_of
+from helpers import ctrl_c_raises, make_probe, mode_of
 
 import eagerctl
 from eagerctl import EagerctlError, _registry
@@ -151,7 +151,7 @@ def test_fork_while_other_threads_enter_and_exit_process_scopes() -> None:
 
 def test_real_sigint_in_the_body_restores_everything() -> None:
     probe, seen = make_probe()
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c_raises(), pytest.raises(KeyboardInterrupt):  # whatever handler the run inherited
         with eagerctl.eager_scope(process=True), eagerctl.graph_scope():
             assert mode_of(probe, seen) == "graph"
             signal.raise_signal(signal.SIGINT)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from .. import _hook
 from . import _table, _traces
@@ -83,14 +84,49 @@ def _check(_function: object, _key: Callable[[], object] = _table.change_key,
         _traces.refresh(key)  # type: ignore[arg-type]
 
 
+_bdb_breaks = False  # a bdb debugger (pdb) has set a breakpoint since the hook was installed
+
+
 def _update_watch() -> None:
     watch = _hook.WATCH
     watch.check = _check
-    watch.on = _traces.STATE.enabled and _traces.installed and _table.debugger_module_loaded()
+    debugger = _table.pydevd_loaded() or _bdb_breaks or _table.debugger_active()
+    watch.on = _traces.STATE.enabled and _traces.installed and debugger
 
 
 def _on_debugger_import(_module: object) -> None:
     _update_watch()
+
+
+_saved_set_break: Any = None
+
+
+def _patch_bdb() -> None:
+    """Watch from the first `break file:line` of a pdb session started later (a `breakpoint()`)."""
+    global _saved_set_break
+    bdb = sys.modules.get("bdb")
+    if bdb is None or _saved_set_break is not None:
+        return
+    original = _saved_set_break = bdb.Bdb.__dict__["set_break"]
+
+    def set_break(self: Any, *args: Any, **kwargs: Any) -> Any:
+        global _bdb_breaks
+        result = original(self, *args, **kwargs)
+        if not _bdb_breaks:
+            _bdb_breaks = True
+            _update_watch()
+        return result
+
+    set_break.__wrapped__ = original  # type: ignore[attr-defined]
+    bdb.Bdb.set_break = set_break
+
+
+def _unpatch_bdb() -> None:
+    global _saved_set_break
+    bdb = sys.modules.get("bdb")
+    if bdb is not None and _saved_set_break is not None:
+        bdb.Bdb.set_break = _saved_set_break
+    _saved_set_break = None
 
 
 _import_hooks = False
@@ -99,17 +135,19 @@ _import_hooks = False
 def _install() -> None:
     global _import_hooks
     _traces.install()
-    if not _import_hooks:  # a debugger imported later (pdb at a breakpoint(), Jupyter's when started)
+    if not _import_hooks:  # a debugger imported later (Jupyter's, when its debugger starts)
         import wrapt
 
         _import_hooks = True
-        for name in ("bdb", _table.PYDEVD_CONSTANTS):
-            wrapt.register_post_import_hook(_on_debugger_import, name)
+        wrapt.register_post_import_hook(_on_debugger_import, _table.PYDEVD_CONSTANTS)
+        wrapt.register_post_import_hook(lambda _module: _patch_bdb() if _traces.installed else None, "bdb")
+    _patch_bdb()
     _update_watch()
 
 
 def _uninstall() -> None:
     _hook.WATCH.on = False
+    _unpatch_bdb()
     _traces.uninstall()
 
 
@@ -124,7 +162,7 @@ def _register() -> None:
     """At `import eagerctl`: patches go in and out with the hook; a debugger present starts it."""
     _traces.STATE.enabled = _env_enabled()
     _hook.add_patches(_install, _uninstall)
-    if _traces.STATE.enabled and (_table.debugger_module_loaded() or "debugpy" in sys.modules):
+    if _traces.STATE.enabled and _table.debugger_active():
         _start()
 
 

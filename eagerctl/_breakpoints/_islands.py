@@ -25,6 +25,14 @@ def _noop(*_args: Any, **_kwargs: Any) -> None:
     return None
 
 
+def _settrace() -> Callable[[Any], None]:
+    # Under pydevd, its own SetTrace: it wraps sys.settrace to warn that a program is
+    # taking tracing away from the debugger.
+    tracing = sys.modules.get("pydevd_tracing")
+    set_trace = getattr(tracing, "SetTrace", None)
+    return set_trace if callable(set_trace) else sys.settrace
+
+
 @contextlib.contextmanager
 def silenced() -> Iterator[None]:
     """No debugger stops in this thread meanwhile (for the trace that learns outputs)."""
@@ -35,7 +43,8 @@ def silenced() -> Iterator[None]:
         module = sys.modules.get(name)
         if module is not None and callable(getattr(module, "set_trace", None)):
             patched.append((module, module.set_trace))
-    sys.settrace(None)
+    settrace = _settrace()
+    settrace(None)
     sys.breakpointhook = _noop
     for module, _ in patched:
         module.set_trace = _noop
@@ -45,7 +54,7 @@ def silenced() -> Iterator[None]:
         for module, original in patched:
             module.set_trace = original
         sys.breakpointhook = hook
-        sys.settrace(trace)
+        settrace(trace)
 
 
 def _bdb_tracer() -> Any:

@@ -22,16 +22,25 @@ import sysconfig
 from typing import Any
 
 PYDEVD_CONSTANTS = "_pydevd_bundle.pydevd_constants"
-DEBUGGER_MODULES = ("pydevd", "debugpy", PYDEVD_CONSTANTS, "bdb")
 
 _holder: Any = None  # pydevd's GlobalDebuggerHolder, once pydevd is imported
 _bdb_breakpoint: Any = None  # bdb.Breakpoint, once bdb is imported
 
 
-def debugger_module_loaded() -> bool:
-    """Whether a debugger's module is imported (it may not be attached yet)."""
-    modules = sys.modules
-    return any(name in modules for name in DEBUGGER_MODULES) or sys.gettrace() is not None
+def pydevd_loaded() -> bool:
+    """Whether pydevd is imported: a debugpy or PyCharm debugger is set up (maybe not attached yet)."""
+    return PYDEVD_CONSTANTS in sys.modules
+
+
+def debugger_active() -> bool:
+    """Whether a debugger runs now: pydevd's, a trace function (pdb), or bdb breakpoints set.
+
+    Not merely bdb imported: TensorFlow itself imports pdb.
+    """
+    if sys.gettrace() is not None or pydevd_debugger() is not None:
+        return True
+    cls = _bdb_class()
+    return cls is not None and bool(cls.bplist)
 
 
 def pydevd_debugger() -> Any:

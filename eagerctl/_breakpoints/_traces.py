@@ -140,8 +140,18 @@ def refresh(key: tuple[int, int, int, int] | None = None) -> None:
             "was set runs as part of its compiled dataset function; TensorFlow cannot trace a dataset "
             "function again, so that pipeline will not stop there. Build the dataset again (call "
             ".map()/.filter() again after setting the breakpoint): pipelines built from now on stop",
-            EagerctlWarning, stacklevel=2,
+            EagerctlWarning, stacklevel=_user_stacklevel(),
         )
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` that points a warning at the user's own line (the call that noticed)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and not _table.is_user_code(frame.f_code):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level if frame is not None else 1
 
 
 def wants_island(code: Any) -> bool:
@@ -173,8 +183,11 @@ def active_islands() -> list[str]:
 
 @contextmanager
 def _tracing(graph: Any, cache: Any, python_function: Any, name: str) -> Iterator[None]:
-    code = getattr(python_function, "__code__", None)
-    dataset = code is not None and code.co_filename.endswith("structured_function.py")
+    inner = python_function
+    for _ in range(8):  # TF wraps tf.data's wrapped_fn in its own decorators
+        inner = getattr(inner, "__wrapped__", None) or inner
+    code = _table.code_of(inner)
+    dataset = code is not None and code.co_filename.endswith("structured_function.py")  # tf.data's wrapper
     kind = "dataset" if dataset else "function"
     record = _Record(cache, kind, str(name))
     stack = _stack()
@@ -210,6 +223,8 @@ def decide(code: Any) -> int:
     if _hook.WATCH.on:
         refresh_if_changed()
     island = wants_island(code)
+    if not island and not _table.is_user_code(code):
+        return PLAIN  # a library's function: never holds the user's breakpoints
     stack = _stack()
     if island and (not stack or _SHAPE_GRAPH.search(str(getattr(_default_graph(), "name", "")))):
         return QUIET

@@ -159,6 +159,14 @@ class DebugSession:
         self.request("configurationDone")
         self.response(attach)
 
+    def wait_output(self, text: str, timeout: float = TIMEOUT) -> None:
+        """Wait until the program has printed `text`."""
+        deadline = time.monotonic() + timeout
+        while text not in "".join(self.output):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise DapError(f"the program never printed {text!r}:\n{''.join(self.output)[-4000:]}")
+            time.sleep(0.05)
+
     def set_breakpoints(self, path: Path, lines: list[dict[str, Any]]) -> dict[str, Any]:
         return self.request("setBreakpoints", source={"path": str(path)}, breakpoints=lines)
 
