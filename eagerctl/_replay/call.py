@@ -222,7 +222,8 @@ def _post_mortem(exc: BaseException, site: Any, name: str, step: int, reason: st
                     self.curframe = frame
                     self.curframe_locals = frame.f_locals
 
-    where = f" at {site.where()}: op {site.op_type} {site.problem}" if site is not None else ""
+    op = f"op {site.op_type} " if site is not None and site.op_type else ""
+    where = f" at {site.where()}: {op}{site.problem}" if site is not None else ""
     print(f"eagerctl replay: tf.function {name!r}, call {step}: the compiled call {reason}; "
           f"the eager replay stopped{where}", file=sys.stdout, flush=True)
     debugger = _Pdb()
