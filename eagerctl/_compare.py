@@ -63,35 +63,42 @@ class Comparison:
     """What `compare()` found; `str()` of it is a readable table.
 
     Attributes:
-        name: the compared function's name.
-        match: True when every output and every variable agrees within `rtol`/`atol`.
-        max_abs_diff: the largest absolute difference over all numeric values
+        name (str): the compared function's name.
+        match (bool): True when every output and every variable agrees within `rtol`/`atol`.
+        max_abs_diff (float): the largest absolute difference over all numeric values
             (`inf` where shapes, dtypes or structure differ).
-        mismatches: paths of the values that differ, such as ``"output[0]"``,
-            ``"output['loss']"`` or ``"variables['dense/kernel']"``.
-        rows: one `Row` per compared value (path, kind, shape, dtype, diff, match).
-        graph_seconds, eager_seconds: wall time per call in each mode, over
-            `repeat` timed calls made after the compared one (tracing excluded).
-        slowdown: `eager_seconds / graph_seconds`.
-        traces: how many times `compare` traced the function (0 when it was
-            already traced for these arguments); trace_seconds: the time spent.
-        graph_output, eager_output: what the compared call returned in each mode.
-        variables: names of the variables snapshotted, restored and compared.
-        deterministic: False when a mode gave different values on two runs from
+        mismatches (tuple[str, ...]): paths of the values that differ, such as `"output[0]"`,
+            `"output['loss']"` or `"variables['dense/kernel']"`.
+        rows (tuple[Row, ...]): one `Row` per compared value (path, kind, shape, dtype, diff, match).
+        graph_seconds (float): wall time per compiled call, over `repeat` timed calls made
+            after the compared one (tracing excluded).
+        eager_seconds (float): the same for the eager calls.
+        slowdown (float): `eager_seconds / graph_seconds`.
+        traces (int): how many times `compare` traced the function (0 when it was
+            already traced for these arguments).
+        trace_seconds (float): the time spent tracing.
+        graph_output (Any): what the compared compiled call returned.
+        eager_output (Any): what the compared eager call returned.
+        variables (tuple[str, ...]): names of the variables snapshotted, restored and compared.
+        deterministic (bool): False when a mode gave different values on two runs from
             the same state (unseeded random ops, Python randomness in the body).
-        nondeterministic: paths of those values; they are shown but left out
+        nondeterministic (tuple[str, ...]): paths of those values; they are shown but left out
             of `match` and `mismatches`, which cover the comparable values.
-        random_ops: the stateful random ops found in the traced graph, as
-            ``"name (OpType)"``.
-        graph_error: why the compiled graph could not run (it refers to
+        random_ops (tuple[str, ...]): the stateful random ops found in the traced graph, as
+            `"name (OpType)"`.
+        graph_error (str | None): why the compiled graph could not run (it refers to
             variables that have been deleted), else None; `match` is then False.
+        rtol (float): the relative tolerance the values were compared with.
+        atol (float): the absolute tolerance.
+        repeat (int): the number of timed calls per mode.
 
-    Example::
-
+    Example:
+        ```python
         result = eagerctl.compare(train_step, x, y)
         if not result.match:
             print(result.mismatches)       # ("variables['dense/kernel']",)
         print(f"eager is {result.slowdown:.0f}x slower")
+        ```
     """
 
     __slots__ = (
@@ -307,11 +314,12 @@ def compare(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: flo
     `atol` or `repeat` are compare's own: pass such arguments of `fn` with
     `functools.partial`.
 
-    Example::
-
+    Example:
+        ```python
         result = eagerctl.compare(train_step, x, y)
         print(result)                      # a table: values, max |diff|, times
         assert result.match, result.mismatches
+        ```
     """
     _check_options(rtol, atol, repeat)
     target = _unwrap(fn)

@@ -781,33 +781,45 @@ def debuggable(fn: Any = None, /, *, recursive: bool = True, enabled: bool | Non
     A call runs the Python body line by line, so print, pdb and `.numpy()` work
     in it; a `tf.function` is not traced (its tracing count stays unchanged).
 
-    - `recursive=True`: every `tf.function` the body calls runs eagerly too;
-      `False`: they keep the mode they would have had.
-    - `enabled=None` follows the environment variable `EAGERCTL_DEBUGGABLE`
-      (`0` turns every `@debuggable` off); `False` (or `EAGERCTL_DEBUGGABLE=0`
-      with `enabled=None`) returns the undecorated object itself, read once at
-      decoration time; `True` ignores the variable.
-    - `post_mortem=True`: pdb post-mortem on an exception in the body, then re-raise.
-    - `check_numerics=True`: `FloatingPointError` naming the output's path
-      (e.g. `outputs[1]['logits']`) when an output tensor holds NaN or Inf.
-    - `log_calls=True`: logger `eagerctl`, DEBUG: argument shapes and dtypes, elapsed time.
-
     Called while an outer `tf.function` is being traced (a Keras layer's `call`
     inside `fit`, a loss in a compiled train step), it becomes an eager island
     in that graph (`island=True`): its body runs eagerly every time the graph
     runs, gradients flow through it, and the rest of the graph stays compiled.
-    Inside an XLA-compiled function (`jit_compile=True`) that raises
-    `IslandError` (an `EagerctlError`). `island=False`: the body becomes part of that graph and an
-    `EagerctlWarning` (once per function) says so. Where TensorFlow cannot be
-    hooked, a call raises `EagerctlError`.
 
-    Example::
+    Args:
+        fn: what to decorate; `@debuggable(...)` without it returns the decorator.
+        recursive: `True`: every `tf.function` the body calls runs eagerly too;
+            `False`: they keep the mode they would have had.
+        enabled: `None` follows the environment variable `EAGERCTL_DEBUGGABLE`
+            (`0` turns every `@debuggable` off); `False` (or `EAGERCTL_DEBUGGABLE=0`
+            with `enabled=None`) returns the undecorated object itself, read once at
+            decoration time; `True` ignores the variable.
+        post_mortem: pdb post-mortem on an exception in the body, then re-raise.
+        check_numerics: `FloatingPointError` naming the output's path
+            (e.g. `outputs[1]['logits']`) when an output tensor holds NaN or Inf.
+        log_calls: logger `eagerctl`, DEBUG: argument shapes and dtypes, elapsed time.
+        island: `True`: an eager island inside a graph being traced; `False`: the
+            body becomes part of that graph, and an `EagerctlWarning` (once per
+            function) says so.
 
+    Returns:
+        A proxy of `fn` that keeps its name, signature and `tf.function` API
+            (or `fn` itself when disabled); without `fn`, the decorator.
+
+    Raises:
+        TypeError: `fn` is not something it can decorate (the message says what is).
+        IslandError: inside an XLA-compiled function (`jit_compile=True`), which
+            cannot call back into Python.
+        EagerctlError: where TensorFlow cannot be hooked, at the call.
+
+    Example:
+        ```python
         @eagerctl.debuggable
         @tf.function
         def loss_fn(y, y_pred):
             print(y_pred.numpy())          # works: this body runs eagerly
             return tf.reduce_mean((y - y_pred) ** 2)
+        ```
     """
     _check_bool("recursive", recursive)
     _check_bool("enabled", enabled, allow_none=True)

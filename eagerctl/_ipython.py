@@ -65,10 +65,13 @@ def load_ipython_extension(ipython: Any) -> None:
     """Load eagerctl's magics into an IPython shell (`%load_ext eagerctl`).
 
     Also what `c.InteractiveShellApp.extensions = ["eagerctl"]` calls. Loading
-    twice is harmless. Example (in a notebook cell)::
+    twice is harmless.
 
+    Example (in a notebook cell):
+        ```text
         %load_ext eagerctl
         %eager on
+        ```
     """
     loaded = _EXTENSIONS.get(id(ipython))
     if loaded is not None and loaded.shell is ipython:

@@ -107,13 +107,14 @@ def call_as_island(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str
     to learn the outputs, for a caller whose `fn` wraps the body in run-time
     extras; `override=False` leaves the eager override to `fn` itself.
 
-    Example::
-
+    Example:
+        ```python
         @tf.function
         def train_step(x, y):
             with tf.GradientTape() as tape:
                 loss = call_as_island(my_loss, (model(x), y), {}, name="my_loss")
             ...
+        ```
     """
     import tensorflow as tf
     from tensorflow.python.framework import ops
@@ -150,19 +151,19 @@ class IslandError(EagerctlError):
     or decorate the function that calls `strategy.run`). Inside Keras `fit` it
     reaches you wrapped in Keras's report of the layer call.
 
-    Example::
-
+    Example:
+        ```python
         try:
             step(x)
         except eagerctl.IslandError as exc:
             print(exc)
-
-    AutoGraph re-creates errors raised in converted code, and turns a type it
-    does not know into a StagingError; `ag_pass_through` makes it let this one
-    through unchanged, so callers can catch `EagerctlError`. A class attribute,
-    because Keras 2 re-creates a layer's exception from its class.
+        ```
     """
 
+    # AutoGraph re-creates errors raised in converted code, and turns a type it
+    # does not know into a StagingError; `ag_pass_through` makes it let this one
+    # through unchanged, so callers can catch `EagerctlError`. A class attribute,
+    # because Keras 2 re-creates a layer's exception from its class.
     ag_pass_through = True
 
 

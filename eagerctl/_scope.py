@@ -638,9 +638,12 @@ def reset() -> None:
     The scopes it removes are no longer active anywhere (contexts copied from
     this one included), and their own exits later do nothing. Local scopes of
     other threads and tasks are theirs, and are left alone. Does not import
-    TensorFlow. Example::
+    TensorFlow.
 
+    Example:
+        ```python
         eagerctl.reset()   # after an interrupted notebook cell, say
+        ```
     """
     top = _STACK_get()
     while top is not None:
@@ -671,10 +674,11 @@ def eager_scope(enabled: bool = True, *, process: bool = False) -> Scope:
     global flag through eagerctl's registry, restored safely whatever the
     order of exits. `enabled=False` forces compiled graphs (see `graph_scope`).
 
-    Example::
-
+    Example:
+        ```python
         with eagerctl.eager_scope():
             loss = train_step(x, y)   # body runs line by line: print, pdb, .numpy()
+        ```
     """
     if enabled.__class__ is not bool or process.__class__ is not bool:
         _check_bool("eager_scope", "enabled", enabled)
@@ -688,11 +692,12 @@ def graph_scope(*, process: bool = False) -> Scope:
     Wins over an outer `eager_scope()` and over a global
     `tf.config.run_functions_eagerly(True)` for this thread or task.
 
-    Example::
-
+    Example:
+        ```python
         tf.config.run_functions_eagerly(True)     # debugging everything...
         with eagerctl.graph_scope():
             evaluate(model)                       # ...but this part stays fast
+        ```
     """
     _check_bool("graph_scope", "process", process)
     return Scope(False, process, "graph_scope")

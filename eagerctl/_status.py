@@ -15,10 +15,11 @@ def is_eager() -> bool:
     The innermost local scope of this thread or asyncio task decides; without
     one, TensorFlow's process flag does.
 
-    Example::
-
+    Example:
+        ```python
         with eagerctl.eager_scope():
             assert eagerctl.is_eager()
+        ```
     """
     flags = _hook.load()
     repair_orphans()
@@ -28,7 +29,15 @@ def is_eager() -> bool:
 
 
 class ScopeInfo:
-    """One active scope, as `status()` reports it."""
+    """One active scope, as `status()` reports it.
+
+    Attributes:
+        scope (str): the scope's repr, such as `eager_scope(process=True)`.
+        kind (str): `"local"` (this thread or task) or `"process"` (TensorFlow's flag).
+        enabled (bool): True for eager, False for compiled graphs.
+        thread (str): the thread that entered it.
+        where (str): where it was entered, `file:line`.
+    """
 
     __slots__ = ("enabled", "kind", "scope", "thread", "where")
 
@@ -47,12 +56,16 @@ class ScopeInfo:
 class Status:
     """A snapshot of eagerctl's state; `str()` of it is a readable report.
 
-    Attributes: `tensorflow` (version, or None when TF is not imported yet),
-    `hook_installed`, `process_flag` (TF's global flag, None without TF),
-    `baseline` (the flag's value with no process scope active), `override`
-    (this context's local override, or None), `is_eager` (the effective mode
-    here), `scopes` (every active scope, oldest first), `breakpoint_islands`
-    (the functions a debugger's breakpoints made eager islands, `qualname (file:line)`).
+    Attributes:
+        tensorflow (str | None): TensorFlow's version, or None when it is not imported yet.
+        hook_installed (bool): whether eagerctl's hook into TensorFlow is in.
+        process_flag (bool | None): TensorFlow's global flag, None without TensorFlow.
+        baseline (bool | None): the flag's value with no process scope active.
+        override (bool | None): this context's local override, or None.
+        is_eager (bool | None): the effective mode for a `tf.function` called here.
+        scopes (tuple[ScopeInfo, ...]): every active scope, oldest first.
+        breakpoint_islands (tuple[str, ...]): the functions a debugger's breakpoints made
+            eager islands, as `qualname (file:line)`.
     """
 
     __slots__ = ("baseline", "breakpoint_islands", "hook_installed", "is_eager", "override", "process_flag",
@@ -114,8 +127,11 @@ class Status:
 def status() -> Status:
     """Snapshot of the process flag, baseline, this context's override and every active scope.
 
-    Does not import TensorFlow. Example::
+    Does not import TensorFlow.
 
+    Example:
+        ```python
         print(eagerctl.status())
+        ```
     """
     return Status()
