@@ -24,15 +24,16 @@ def marked_lines(program: Path) -> dict[str, int]:
 
 def result_of(output: str) -> dict[str, Any]:
     """The `RESULT {...}` line a program prints last."""
-    found = [line for line in output.splitlines() if line.startswith("RESULT ")]
+    found = re.findall(r"^(?:\(Pdb\) )*RESULT (.*)$", output, re.MULTILINE)  # after pdb's prompt, too
     assert found, f"the program printed no RESULT line:\n{output[-4000:]}"
-    return dict(json.loads(found[-1][len("RESULT "):]))
+    return dict(json.loads(found[-1]))
 
 
 @functools.cache
 def plain_result(name: str, *args: str) -> dict[str, Any]:
-    """The program's result without any debugger (run once per session)."""
-    proc = subprocess.run([sys.executable, str(PROGRAMS / name), *args], env=ENV, capture_output=True,
+    """The program's result without any debugger (run once per session); `breakpoint()` does nothing."""
+    proc = subprocess.run([sys.executable, str(PROGRAMS / name), *args], env={**ENV, "PYTHONBREAKPOINT": "0"},
+                          stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, check=False, timeout=600, cwd=str(PROGRAMS))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return result_of(proc.stdout)
