@@ -63,12 +63,19 @@ from typing import Any, ClassVar, TypeVar
 from . import _hook
 from ._errors import EagerctlError
 
-KEEP_PENDING = 1024
-"""Runs per island whose tapes wait for their first gradient (oldest dropped first)."""
+KEEP_PENDING = 2**16
+"""Runs per island whose tapes wait for their first gradient (oldest dropped first).
+
+High: a `tf.while_loop` runs its body's island once per iteration, and its
+gradient asks for the runs newest first, after all of them ran (a loop of
+1,500 iterations failed under the bound of 1,024 this once had). `KEEP_BYTES`
+is what bounds memory (each run counts at least `RUN_BYTES`)."""
 KEEP_DONE = 4
 """Runs per island whose gradient was computed, kept for persistent tapes that ask again."""
 KEEP_BYTES = 256 * 2**20
 """Estimated bytes of kept tapes per island (oldest dropped first; the newest run is always kept)."""
+RUN_BYTES = 4096
+"""Bytes a kept run counts at least: its tapes' own records, whatever its tensors (measured: 3 to 8 KB)."""
 
 _FORWARD_OP_TYPE = "EagerctlIsland"
 _GRADIENT_OP_TYPE = "EagerctlIslandGradient"
@@ -837,7 +844,7 @@ class _Island:
         """Bytes a run's tapes keep: the traced body's op outputs, at this run's batch size."""
         batch = next((int(t.shape[0]) for t in tensors if t.shape.rank and t.shape[0] is not None), 1)
         size = sum(int(t.shape.num_elements() or 0) * t.dtype.size for t in (*tensors, *results))
-        return int(self.fixed_bytes + self.batch_bytes * batch + size)
+        return int(RUN_BYTES + self.fixed_bytes + self.batch_bytes * batch + size)
 
     def _check_outputs(self, out: Any) -> list[Any]:
         import numpy as np

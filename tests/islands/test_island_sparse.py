@@ -163,7 +163,12 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) * 1024)
 
 
 def test_training_a_million_row_embedding_in_an_island_keeps_peak_memory_small(tmp_path: Any) -> None:
-    """Peak RSS over 5 steps after the trace, in a fresh process: a dense gradient takes 256 MB more."""
+    """Peak RSS over 5 steps after the trace, in a fresh process, against the program without eagerctl.
+
+    A dense gradient took 256 MB more, and reading the table for it another 256 MB
+    (TF copies a variable that sparse ops touched on every read). Keras 2's optimizer
+    (TF 2.13) itself takes more than both: the bound is relative.
+    """
     script = tmp_path / "peak.py"
     script.write_text(textwrap.dedent(PEAK_PROGRAM))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -173,7 +178,7 @@ def test_training_a_million_row_embedding_in_an_island_keeps_peak_memory_small(t
                               env=env, timeout=300, check=False)
         assert done.returncode == 0, done.stderr[-2000:]
         grown[mode] = int(done.stdout.split()[-1])
-    assert grown["island"] < 32 * 2**20, json.dumps(grown)
+    assert grown["island"] < grown["plain"] + 32 * 2**20, json.dumps(grown)
 
 
 def test_a_gathered_tensor_argument_keeps_its_sparse_gradient_and_its_second_order() -> None:
