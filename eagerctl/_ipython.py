@@ -36,6 +36,7 @@ from ._registry import REGISTRY
 from ._scope import Activation, Scope, reset
 
 _EXTENSIONS: dict[int, _Extension] = {}
+_RELOADED: dict[int, _Extension] = {}  # unloaded by %reload_ext: its state goes to the next load
 
 # Set once per hand-entered scope, in the context that entered it: resetting the
 # token succeeds only in that same `contextvars.Context` (Python checks it), which
@@ -77,19 +78,43 @@ def load_ipython_extension(ipython: Any) -> None:
     if loaded is not None and loaded.shell is ipython:
         return
     extension = _Extension(ipython)
+    previous = _RELOADED.pop(id(ipython), None)
+    if previous is not None and previous.shell is ipython:
+        extension.carry_over(previous)
     extension.load()
     _EXTENSIONS[id(ipython)] = extension
+    if previous is not None and extension.process is not None:
+        print(f"eagerctl: reloaded; {extension.process!r} still holds (%eager off ends it)")
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Remove eagerctl's magics and cell hooks (`%unload_ext eagerctl`).
 
     A mode set with `%eager on` or `%eager graph` ends with the extension:
-    TensorFlow's flag goes back to its baseline.
+    TensorFlow's flag goes back to its baseline. `%reload_ext eagerctl` is
+    not an end: the mode, and what `%debuggable` replaced, carry over to the
+    extension loaded again.
     """
     extension = _EXTENSIONS.pop(id(ipython), None)
-    if extension is not None:
+    if extension is None:
+        return
+    if _reloading(ipython):
+        extension.unload(end_mode=False)
+        _RELOADED[id(ipython)] = extension
+    else:
         extension.unload()
+
+
+def _reloading(ipython: Any) -> bool:
+    """Whether IPython's `%reload_ext` is unloading the extension (to load it again at once)."""
+    manager = getattr(ipython, "extension_manager", None)
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name == "reload_extension" and manager is not None and \
+                frame.f_locals.get("self") is manager:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -205,7 +230,11 @@ class _Extension:
         _tracebacks.install_in_ipython(shell)  # check_numerics' and eagerctl's errors point at your code
         self.remember_hand_entered()
 
-    def unload(self) -> None:
+    def carry_over(self, old: _Extension) -> None:
+        """Take over the state of the extension `%reload_ext` unloaded: its mode and replacements."""
+        self.process, self.tokens, self.replaced = old.process, old.tokens, old.replaced
+
+    def unload(self, *, end_mode: bool = True) -> None:
         shell = self.shell
         table = shell.magics_manager.magics
         for kind, name, fn in self.magics:
@@ -217,7 +246,8 @@ class _Extension:
             except ValueError:
                 pass
         _tracebacks.uninstall_from_ipython(shell)
-        self.set_process_mode(None)
+        if end_mode:
+            self.set_process_mode(None)
 
     # -- %eager ------------------------------------------------------------------------------------------
     def eager(self, line: str, cell: str | None = None) -> None:
@@ -272,12 +302,35 @@ class _Extension:
             old = self.process
             if value is not None:
                 scope = Scope(value, True, "%eager on" if value else "%eager graph")
-                scope.__enter__()  # the new one first: other threads never see the baseline in between
+                self.enter_at_cell(scope)  # the new one first: other threads never see the baseline between
                 self.process = scope
             else:
                 self.process = None
             if old is not None and old.active:
                 old.__exit__(None, None, None)
+
+    def enter_at_cell(self, scope: Scope) -> None:
+        """Enter `scope` as from the user's line that ran the magic: "Cell In[5]:1" in status() and messages.
+
+        Not this file's line, which says nothing to the user: the call that enters it is compiled
+        under the cell's name, at the line of the cell that called the magic.
+        """
+        number, line = self.calling_cell()
+        tree = ast.parse("enter()", mode="eval")
+        ast.increment_lineno(tree, line - 1)
+        eval(compile(tree, f"Cell In[{number}]", "eval"), {"enter": scope.__enter__})
+
+    def calling_cell(self) -> tuple[int, int]:
+        """(cell number, line) of the cell code running the magic; else the running cell's first line."""
+        cells = getattr(self.shell.compile, "_filename_map", {})  # IPython's: cell file -> number
+        frame = sys._getframe(2)
+        while frame is not None:
+            number = cells.get(frame.f_code.co_filename)
+            if isinstance(number, int):
+                return number, frame.f_lineno
+            frame = frame.f_back  # type: ignore[assignment]
+        running = getattr(self.shell.displayhook, "exec_result", None)
+        return int(getattr(running, "execution_count", None) or self.shell.execution_count or 0), 1
 
     def report_mode(self, word: str) -> None:
         flag = _mode(_hook.read_flag())
@@ -294,9 +347,14 @@ class _Extension:
         here = _here()
         if here:
             act = here[0]
-            print(f"eagerctl: note: {act.scope!r} (entered at {act.where}) is still active in this context "
-                  f"and decides here: tf.functions called from these cells run {_mode(act.value)}; exit it, "
-                  "or run %eager reset")
+            if act.scope.factory in ("%%eager", "%%graph"):  # the cell magic's: it ends with its cell
+                print(f"eagerctl: note: this cell runs under {act.scope!r} (at {act.where}): its "
+                      f"tf.functions run {_mode(act.value)} until the cell ends; the mode above holds from "
+                      "the next cell")
+            else:
+                print(f"eagerctl: note: {act.scope!r} (entered at {act.where}) is still active in this "
+                      f"context and decides here: tf.functions called from these cells run "
+                      f"{_mode(act.value)}; exit it, or run %eager reset")
 
     # -- %%eager / %%graph -------------------------------------------------------------------------------
     def run_cell_in(self, scope: Scope, cell: str, magic: str) -> None:
@@ -307,7 +365,7 @@ class _Extension:
         entered = False
         try:
             with _DeferSigint():
-                scope.__enter__()
+                self.enter_at_cell(scope)
                 entered = True
             for code in codes:
                 exec(code, shell.user_global_ns, shell.user_ns)
@@ -445,13 +503,20 @@ class _Extension:
         from ._debuggable import debuggable
 
         names, options = self.parse(line, "debuggable", allow_options=True)
+        made: list[tuple[str, Any, str, Any, Any, list[warnings.WarningMessage]]] = []
+        # Every name is checked and wrapped before any is assigned: wrong use changes nothing.
         for dotted in names:
             owner, attr, value = self.resolve(dotted, "debuggable")
             if _is_proxy(value):
                 value = self.original(owner, attr, value)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                proxy = debuggable(value, **options)
+                try:
+                    proxy = debuggable(value, **options)
+                except (TypeError, EagerctlError) as exc:  # not a function; a bad EAGERCTL_DEBUGGABLE
+                    raise _usage_error(f"%debuggable {dotted}: {_for_the_magic(exc)}") from None
+            made.append((dotted, owner, attr, value, proxy, caught))
+        for dotted, owner, attr, value, proxy, caught in made:
             if proxy is value:  # EAGERCTL_DEBUGGABLE=0: debuggable hands back the function itself
                 print(f"eagerctl: {dotted} is unchanged: the environment variable EAGERCTL_DEBUGGABLE=0 "
                       "turns @debuggable off")
@@ -587,6 +652,12 @@ class _Extension:
         warnings.warn_explicit(message, EagerctlWarning, filename=f"%{magic} {dotted}", lineno=1,
                                module="eagerctl", registry={})
         return True
+
+
+def _for_the_magic(exc: BaseException) -> str:
+    """`debuggable()`'s refusal, with the remedy a magic's user can follow (a name, not an object)."""
+    return str(exc).replace("; pass the function itself",
+                            "; name a function, tf.function or method of the notebook instead")
 
 
 def _missing(dotted: str, parts: list[str], depth: int, magic: str) -> Any:

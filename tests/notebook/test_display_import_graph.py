@@ -146,7 +146,8 @@ def test_no_import_circle_anywhere_in_the_package() -> None:
 
 def test_the_display_module_imports_nothing_of_eagerctl() -> None:
     source = (PACKAGE / "_display.py").read_text()
-    imported = [node for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    tree = ast.parse(source)
+    imported = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
     assert imported  # html, math
     for node in imported:
         assert not (isinstance(node, ast.ImportFrom) and node.level), ast.unparse(node)
