@@ -120,8 +120,10 @@ def write_docs(path: str, m: dict[str, Any], mode: str, seconds: float, *, rows:
              "round: `benchmarks/results/bench.json`."]
     if rows:
         parts += ["**What eagerctl costs.** Ratio = eagerctl over the anchor (lower is better), except in "
-                  "the threads row, a throughput ratio (higher is better), and in the memory row, the "
-                  "retained bytes over the 64 KiB limit.", figures_table(rows)]
+                  "the threads row, a throughput ratio (higher is better), in the memory rows, the "
+                  "retained bytes over their limit, and in the crossover rows, the step with tiny islands "
+                  "over the whole function run eagerly (below 1: the islands are cheaper).",
+                  figures_table(rows)]
         if notes(rows):
             parts.append(notes(rows))
     if steps:
@@ -214,3 +216,28 @@ def plot(path: str, m: dict[str, Any], rows: list[Row], steps: list[StepResult])
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+README_BEGIN = "<!-- benchmarks:readme:begin (python -m benchmarks --readme FILE rewrites this part) -->"
+README_END = "<!-- benchmarks:readme:end -->"
+
+
+def write_readme(path: str, m: dict[str, Any], mode: str, rows: list[Row]) -> None:
+    """The figures that have a target, as one table between the README markers in the page at `path`."""
+    with open(path) as fh:
+        text = fh.read()
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit(f"python -m benchmarks: error: --readme {path}: the page has no {README_BEGIN} ... "
+                         f"{README_END} markers to put the table between")
+    load = m.get("load_average")
+    table = figures_table([r for r in rows if r.bound is not None])
+    commit = m.get("git_commit") or "an unknown commit"
+    intro = (f"{mode.capitalize()} run of `python -m benchmarks` at {commit} ({m.get('cores')} cores, "
+             f"Python {m.get('python')}, TensorFlow {m.get('tensorflow')}"
+             + (f", load average {load[0]:.1f} at start" if load else "") + "); every figure side by "
+             "side with its anchor in that one run. Ratio = eagerctl over the anchor (lower is better; "
+             "the threads row is a throughput ratio).")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    with open(path, "w") as fh:
+        fh.write(head + README_BEGIN + "\n\n" + intro + "\n\n" + table + "\n\n" + README_END + tail)

@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--docs", metavar="FILE.md",
                         help="write the tables, the machine and the commit measured into FILE.md "
                              "(between its benchmarks:begin/end markers): docs/performance.md")
+    parser.add_argument("--readme", metavar="FILE.md",
+                        help="write the figures that have a target as one table into FILE.md (between its "
+                             "benchmarks:readme:begin/end markers): README.md")
     parser.add_argument("--only", metavar="KEY", action="append",
                         help="run only these groups: " + ", ".join(GROUPS))
     return parser
@@ -123,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report.plot(args.plot, m, rows, steps)
     if args.docs:
         _report.write_docs(args.docs, m, mode, took, rows=rows, steps=steps, absent=absent)
+    if args.readme:
+        _report.write_readme(args.readme, m, mode, rows)
     return 0
 
 

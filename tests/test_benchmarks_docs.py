@@ -50,3 +50,21 @@ def test_the_performance_page_has_the_markers_and_names_a_commit() -> None:
     assert re.search(r"^Measured on: .*, eagerctl \S+ at [0-9a-f]{7,}", generated, re.M), generated[:400]
     assert "| figure | eagerctl | anchor | ratio | target | met |" in generated
     assert "| train step | compiled, per call |" in generated
+
+
+def test_write_readme_puts_the_rows_with_a_target_between_its_markers(tmp_path: Path) -> None:
+    page = tmp_path / "README.md"
+    page.write_text(f"# eagerctl\n\n{_report.README_BEGIN}\n\nold\n\n{_report.README_END}\n\nafter\n")
+    rows = [Row("hook", "compiled call", "1.00 µs", "TF: 1.00 µs", 1.004, "at most 1.01", bound=1.01).judge(),
+            Row("floor", "  floor: raw flag", "99 ns", "TF: 1.00 µs", 0.1, "(reference)")]
+    _report.write_readme(str(page), MACHINE, "full", rows)
+    text = page.read_text()
+    assert text.startswith(f"# eagerctl\n\n{_report.README_BEGIN}\n\nFull run of `python -m benchmarks` at "
+                           "abc1234 (2 cores, Python 3.11.7, TensorFlow 2.21.0, load average 0.2 at start)")
+    assert text.endswith(f"{_report.README_END}\n\nafter\n")
+    assert "| compiled call | 1.00 µs | TF: 1.00 µs | 1.004 | at most 1.01 | yes |" in text
+    assert "floor" not in text and "old" not in text
+    page.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="no <!-- benchmarks:readme:begin"):
+        _report.write_readme(str(page), MACHINE, "full", rows)
+    assert page.read_text() == "# no markers\n"
