@@ -842,9 +842,16 @@ class _Island:
 
     def _estimate(self, tensors: list[Any], results: list[Any]) -> int:
         """Bytes a run's tapes keep: the traced body's op outputs, at this run's batch size."""
+        known: int | None = getattr(self, "static_estimate", None)
+        if known is not None:  # every input and output shape static in the trace: the same each run
+            return known
         batch = next((int(t.shape[0]) for t in tensors if t.shape.rank and t.shape[0] is not None), 1)
         size = sum(int(t.shape.num_elements() or 0) * t.dtype.size for t in (*tensors, *results))
-        return int(RUN_BYTES + self.fixed_bytes + self.batch_bytes * batch + size)
+        estimate = int(RUN_BYTES + self.fixed_bytes + self.batch_bytes * batch + size)
+        if all(t.shape.is_fully_defined() for t in self.inputs) and all(
+                s.shape.is_fully_defined() for s in (*self.specs, *self.loss_specs)):
+            self.static_estimate = estimate
+        return estimate
 
     def _check_outputs(self, out: Any) -> list[Any]:
         import numpy as np
@@ -885,6 +892,10 @@ class _Island:
                         "of the same rank on every call"
                     )
                 results.append(tf.convert_to_tensor(array, dtype=spec.dtype))
+                continue
+            if (isinstance(leaf, tf.Tensor) and leaf.dtype is spec.dtype
+                    and leaf._shape_tuple() == spec.shape._dims):
+                results.append(leaf)  # as traced (the usual case): no conversion, no TensorShape built
                 continue
             value = tf.convert_to_tensor(leaf)
             if value.dtype != spec.dtype or not spec.shape.is_compatible_with(value.shape):
