@@ -40,8 +40,33 @@ def _library() -> tuple[str, ...]:
     return _library_dirs
 
 
+_AUTOGRAPH = "__autograph_generated"
+
+
+def _origin(frame: FrameType, lineno: int) -> tuple[str, int, str, str] | None:
+    """For a frame of AutoGraph's converted code: (file, line, function, source) of the user's line.
+
+    TF runs the converted body of a `tf.function` method eagerly once it has been
+    traced (the bound method's `__wrapped__` is swapped for it), so the replay's
+    frames can be AutoGraph's; its source map on the converted function leads back.
+    """
+    import gc
+
+    for ref in gc.get_referrers(frame.f_code):
+        source_map = getattr(ref, "ag_source_map", None)
+        if not source_map:
+            continue
+        for loc, origin in source_map.items():
+            if loc.lineno == lineno:
+                return (origin.loc.filename, origin.loc.lineno, origin.function_name,
+                        str(origin.source_code_line).strip())
+    return None
+
+
 def is_user_file(filename: str) -> bool:
-    if filename.startswith("<frozen") or "__autograph_generated" in filename:
+    if _AUTOGRAPH in filename:
+        return True  # converted user code: `site_of` maps it back to the user's line
+    if filename.startswith("<frozen"):
         return False
     if filename.startswith("<"):
         return True  # code run from a string (exec, a notebook cell): the user's
@@ -62,6 +87,10 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
 def site_of(frame: FrameType, lineno: int | None = None) -> Site:
     code = frame.f_code
     line = lineno if lineno is not None else frame.f_lineno
+    if _AUTOGRAPH in code.co_filename:
+        origin = _origin(frame, line)
+        if origin is not None:
+            return Site(filename=origin[0], lineno=origin[1], function=origin[2], source=origin[3])
     return Site(
         filename=code.co_filename,
         lineno=line,

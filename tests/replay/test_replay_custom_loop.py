@@ -110,3 +110,29 @@ def test_nan_only_in_a_gradient_is_found_when_the_variables_are_checked() -> Non
     assert error.site.gradient_of.lineno == line_of("# SQRT LINE")
     assert "in the gradient of op Sqrt at " in str(error)
     assert np.isnan(w.numpy()).all()  # as the failed compiled call left it
+
+
+class Trainer(tf.Module):  # type: ignore[misc]
+    """A tf.function method, as in TF's custom-training tutorials."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = tf.Variable(3.0)
+
+    @tf.function
+    def train_step(self, x: Any) -> Any:
+        self.w.assign_add(-1.0)
+        return tf.math.log(self.w * x)  # METHOD LINE
+
+
+def test_a_traced_method_is_named_at_its_own_line() -> None:
+    # Once traced, TF runs a method's AutoGraph-converted body even eagerly: the report maps it back.
+    trainer = Trainer()
+    with pytest.raises(eagerctl.ReplayError) as info, eagerctl.replay():
+        for _ in range(4):
+            trainer.train_step(tf.constant(2.0))
+    error = info.value
+    assert (error.filename, error.lineno, error.step) == (__file__, line_of("# METHOD LINE"), 3)
+    assert error.site is not None and error.site.source == "return tf.math.log(self.w * x)  # METHOD LINE"
+    assert "op Log produced Inf (float32 ())" in str(error)
+    assert float(trainer.w.numpy()) == 0.0
