@@ -173,3 +173,16 @@ def test_the_quickstarts_editable_install_is_typed(tmp_path: Path) -> None:
                           cwd=project, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r'train\.py:3: note: Revealed type is "(builtins\.)?bool"', proc.stdout), proc.stdout
+
+
+def test_ci_runs_the_readme_quickstart_verbatim() -> None:
+    """.ci/run's first step is the README's two quickstart commands, as written (the front door works)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quickstart", 1)[1].split("```console\n", 1)[1].split("```", 1)[0]
+    commands = block.strip().splitlines()
+    assert len(commands) == 2 and commands[1] == ".venv/bin/python -m pytest"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"\n  {commands[0]}\n" in ci
+    assert "\n  run_tests .venv/bin/python\n" in ci  # command 2, with only the exit-5 check added
+    getting_started = (ROOT / "docs" / "getting-started.md").read_text()
+    assert f"\n{commands[0]}\n{commands[1]}\n" in getting_started
