@@ -120,7 +120,10 @@ def _stop() -> None:
     with _lock:
         _active -= 1
         if _active == 0 and _original is not None:
-            setattr(_function_class, "__call__", _original)  # noqa: B010 - TF's own function, put back
+            cls: Any = _function_class
+            if getattr(cls.__dict__.get("__call__"), "__eagerctl_replay__", False):
+                setattr(cls, "__call__", _original)  # noqa: B010 - TF's own function, put back
+            # else: someone patched over the wrapper since; theirs stays, and ours under it passes through
             _original = _function_class = None
 
 
