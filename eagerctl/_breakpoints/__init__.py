@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from .. import _hook
@@ -75,21 +74,12 @@ def active_islands() -> list[str]:
     return _traces.active_islands()
 
 
-def _check(_function: object, _key: Callable[[], object] = _table.change_key,
-           _state: _traces.State = _traces.STATE) -> None:
-    # On every tf.function call while a debugger's module is loaded: default arguments
-    # make the reads local loads.
-    key = _key()
-    if key != _state.key:
-        _traces.refresh(key)  # type: ignore[arg-type]
-
-
 _bdb_breaks = False  # a bdb debugger (pdb) has set a breakpoint since the hook was installed
 
 
 def _update_watch() -> None:
     watch = _hook.WATCH
-    watch.check = _check
+    watch.check = _table.make_check(_traces.STATE, _traces.refresh)
     debugger = _table.pydevd_loaded() or _bdb_breaks or _table.debugger_active()
     watch.on = _traces.STATE.enabled and _traces.installed and debugger
 

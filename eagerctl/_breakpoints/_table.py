@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from typing import Any
 
 PYDEVD_CONSTANTS = "_pydevd_bundle.pydevd_constants"
@@ -68,12 +69,38 @@ def _bdb_class() -> Any:
     return cls
 
 
-def change_key() -> tuple[int, int, int, int]:
-    """Changes whenever any debugger's line breakpoints may have changed."""
+Key = tuple[Any, int, int, int]
+
+
+def change_key() -> Key:
+    """Changes whenever any debugger's line breakpoints may have changed.
+
+    (pydevd's debugger, its `mtime`, bdb's next breakpoint number, how many bdb
+    breakpoint locations there are.)
+    """
     dbg = pydevd_debugger()
     cls = _bdb_breakpoint or _bdb_class()
-    return (id(dbg), getattr(dbg, "mtime", 0) if dbg is not None else 0,
+    return (dbg, getattr(dbg, "mtime", 0) if dbg is not None else 0,
             cls.next if cls is not None else 0, len(cls.bplist) if cls is not None else 0)
+
+
+def make_check(state: Any, refresh: Callable[[Key], None]) -> Callable[[object], None]:
+    """The per-call check: `refresh(change_key())` when `state.key` is no longer the key.
+
+    The same comparison as `change_key() != state.key`, with every lookup bound
+    in advance: it runs at every `tf.function` call while a debugger is loaded.
+    """
+    pydevd_debugger()  # resolve what is loaded now; the watch makes a new check when that changes
+    holder, cls = _holder, _bdb_class()
+
+    def check(_function: object) -> None:
+        key = state.key
+        dbg = holder.global_dbg if holder is not None else None
+        if key is None or dbg is not key[0] or (dbg is not None and dbg.mtime != key[1]) or (
+                cls is not None and (cls.next != key[2] or len(cls.bplist) != key[3])):
+            refresh(change_key())
+
+    return check
 
 
 _norm_cache: dict[str, str] = {}

@@ -65,7 +65,7 @@ class State:
 
     def __init__(self) -> None:
         self.enabled = True
-        self.key: tuple[int, int, int, int] | None = None
+        self.key: _table.Key | None = None
         self.lines: dict[str, frozenset[int]] = {}
         self.wanted: dict[Any, bool] = {}  # code -> holds a breakpoint now (cleared on every change)
         self.lock = threading.Lock()
@@ -107,7 +107,7 @@ def refresh_if_changed() -> None:
         refresh(key)
 
 
-def refresh(key: tuple[int, int, int, int] | None = None) -> None:
+def refresh(key: _table.Key | None = None) -> None:
     with STATE.lock:
         STATE.key = key if key is not None else _table.change_key()
         STATE.lines = _table.line_breakpoints() if STATE.enabled else {}
