@@ -177,6 +177,8 @@ def test_the_quickstarts_editable_install_is_typed(tmp_path: Path) -> None:
 
 def test_ci_runs_the_readme_quickstart_verbatim() -> None:
     """.ci/run's first step is the README's two quickstart commands, as written (the front door works)."""
+    if not (ROOT / ".ci" / "run").is_file():
+        pytest.skip("no .ci/ next to the tests (CI's wheel step runs the suite from a copy of the tests)")
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## Quickstart", 1)[1].split("```console\n", 1)[1].split("```", 1)[0]
     commands = block.strip().splitlines()
