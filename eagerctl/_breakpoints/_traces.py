@@ -53,11 +53,25 @@ def _not_converted(fn: _F) -> _F:
     return fn
 
 
+_refused: set[Any] = set()  # codes already reported as impossible to make islands
+
+
 def _island(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, name: str,
-            trace: Callable[..., Any]) -> Any:
+            trace: Callable[..., Any], code: Any = None) -> Any:
+    from .._island import IslandError
     from . import _islands  # with eagerctl's island machinery: not at `import eagerctl`
 
-    return _islands.build(fn, args, kwargs, name=name, trace=trace)
+    try:
+        return _islands.build(fn, args, kwargs, name=name, trace=trace)
+    except IslandError as exc:
+        # An XLA-compiled function (jit_compile=True) cannot call back into Python: the
+        # breakpoint cannot stop there, and the program goes on as without a debugger.
+        if code not in _refused:
+            _refused.add(code)
+            warnings.warn(f"a breakpoint in {_table.describe(code) if code is not None else name} cannot "
+                          f"stop inside this graph, which runs it compiled as before: {exc}",
+                          EagerctlWarning, stacklevel=_user_stacklevel())
+        return trace(*args, **kwargs)
 
 
 class State:
@@ -218,7 +232,7 @@ def decide(code: Any) -> int:
     `tf.function` compute nothing either; a stop there would show symbolic
     tensors, and the calls with data stop. PLAIN: as without eagerctl.
     """
-    if code is None or not STATE.enabled:
+    if code is None:
         return PLAIN
     if _hook.WATCH.on:
         refresh_if_changed()
@@ -228,11 +242,18 @@ def decide(code: Any) -> int:
     stack = _stack()
     if island and (not stack or _SHAPE_GRAPH.search(str(getattr(_default_graph(), "name", "")))):
         return QUIET
+    if island and _saving():
+        return PLAIN  # a SavedModel gets the compiled body: islands belong to this process
     for record in stack:
         record.codes.add(code)
         if island:
             record.islands.add(code)
     return ISLAND if island else PLAIN
+
+
+def _saving() -> bool:
+    module = sys.modules.get("tensorflow.python.saved_model.save_context")
+    return module is not None and bool(module.in_save_context())
 
 
 def _default_graph() -> Any:
@@ -273,7 +294,7 @@ def _patch_converted_call() -> None:
     @_not_converted
     def converted_call(f: Any, args: Any, kwargs: Any, caller_fn_scope: Any = None,
                        options: Any = None) -> Any:
-        if STATE.enabled and _hook.tracing():
+        if _hook.tracing():  # what a trace sees is noted even while off: turning on retraces it
             code = _table.code_of(f, function_class)
             action = decide(code)
             if action == QUIET:
@@ -282,7 +303,7 @@ def _patch_converted_call() -> None:
                 def trace(*call_args: Any, **call_kwargs: Any) -> Any:
                     return original(f, call_args, call_kwargs, caller_fn_scope, options)
 
-                return _island(f, tuple(args), dict(kwargs or {}), name=code.co_name, trace=trace)
+                return _island(f, tuple(args), dict(kwargs or {}), name=code.co_name, trace=trace, code=code)
         return original(f, args, kwargs, caller_fn_scope, options)
 
     ag_module = api._TRANSPILER.get_extra_locals()["ag__"]
@@ -328,7 +349,7 @@ def _swap_call(obj: Any, body: Callable[..., Any], code: Any, run: Callable[[], 
 
     @_not_converted
     def call(*args: Any, **kwargs: Any) -> Any:
-        return _island(body, args, kwargs, name=code.co_name, trace=body)
+        return _island(body, args, kwargs, name=code.co_name, trace=body, code=code)
 
     object.__setattr__(obj, "call", call)
     try:
@@ -348,7 +369,7 @@ def _patch_keras3() -> None:
 
         @_not_converted
         def layer_call(layer: Any, *args: Any, **kwargs: Any) -> Any:
-            if STATE.enabled and _hook.tracing():
+            if _hook.tracing():  # what a trace sees is noted even while off: turning on retraces it
                 code = _table.code_of(type(layer).call)
                 action = decide(code)
                 if action == QUIET:
@@ -379,7 +400,7 @@ def _patch_keras3() -> None:
 
         @_not_converted
         def loss_call(loss: Any, *args: Any, **kwargs: Any) -> Any:
-            if STATE.enabled and _hook.tracing():
+            if _hook.tracing():  # what a trace sees is noted even while off: turning on retraces it
                 fn_code = _table.code_of(getattr(loss, "fn", None))  # a loss function (LossFunctionWrapper)
                 code = fn_code if fn_code is not None and _table.is_user_code(fn_code) else \
                     _table.code_of(type(loss).call)
