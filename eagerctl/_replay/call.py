@@ -193,8 +193,9 @@ def _replay(kept: Kept, reason: str, compiled_error: BaseException | None, *,
     if exc is not None and not isinstance(exc, rerun.Found):
         detail = f"{type(exc).__name__}: {str(exc).strip()}"
     elif site is None:
-        detail = ("the eager replay ran through without a NaN or Inf and without an error: compiled and "
-                  "eager runs of this call differ; eagerctl.compare() and eagerctl.bisect() find where")
+        detail = ("replayed eagerly from the state it started from, it ran through without a NaN or Inf and "
+                  "without an error: compiled and eager runs of this call differ; eagerctl.compare() and "
+                  "eagerctl.bisect() find where")
     error = ReplayError(function=name, step=step, reason=reason, site=site, detail=detail,
                         compiled_error=compiled_error, state=STATE_NOTE)
     cause = compiled_error if compiled_error is not None else (None if isinstance(exc, rerun.Found) else exc)

@@ -82,7 +82,7 @@ class ReplayError(EagerctlError):
                 f"replay()): the compiled call {self.reason}")
         site = self.site
         if site is None:
-            lines = [head + ".", f"  replayed eagerly from the state the call started from: {self.detail}"]
+            lines = [head + ".", *(f"  {line}" for line in self.detail.splitlines())]
         else:
             lines = [head + "; replayed eagerly from the state it started from:"]
             what = f"op {site.op_type} " if site.op_type else ""
