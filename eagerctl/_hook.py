@@ -247,6 +247,20 @@ def load() -> Any:
     return flag_module
 
 
+def loaded() -> bool:
+    """Whether TF is imported; if so, resolve what the hook and the registry use. Installs nothing.
+
+    The hook installs at first use, not when TF is imported: a report such as
+    `status()` finds TF this way.
+    """
+    if flag_module is None:
+        tf = sys.modules.get("tensorflow")
+        if tf is None or FLAG_MODULE not in sys.modules or not hasattr(tf, "__version__"):
+            return False  # not imported, or its import is still running
+        _import_tf()
+    return True
+
+
 def tracing() -> bool:
     """Whether TF is tracing a graph (a `tf.function` body) in this thread, now.
 

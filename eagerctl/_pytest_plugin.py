@@ -29,9 +29,15 @@ What it adds:
   enters or sets belongs to that fixture: it is checked when the fixture is
   torn down and reported under the fixture's name, never blamed on a test.
 
-Loading the plugin never imports TensorFlow: only `--tf-eager`/`--tf-graph`,
-a marker, or the `tf_mode` fixture of an unmarked test do, and the guard reads
-eagerctl's state only when TensorFlow is already imported.
+Inert unless asked: the plugin is loaded in every pytest session of an
+environment where eagerctl is installed. Loading it never imports TensorFlow,
+and installs nothing in it: `--tf-eager`/`--tf-graph` and the markers enter
+eagerctl's scopes (which install its hook), the `tf_mode` fixture of an
+unmarked test imports TF to read the mode, and test code may use eagerctl
+itself; nothing else does. The guard reads TF's flag only when
+TensorFlow is already imported, from TF's module as TF would, and calls into
+eagerctl's registry only while a process scope is active: a session that uses
+no eagerctl feature runs TensorFlow untouched.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ class Status:
                  "scopes", "tensorflow")
 
     def __init__(self) -> None:
-        loaded = _hook.flag_module is not None
+        loaded = _hook.loaded()  # TF imported by the program (the hook installs only at first use)
         repair_orphans()
         self.tensorflow = _hook.tf_version
         self.hook_installed = _hook.installed
