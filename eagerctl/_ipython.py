@@ -320,6 +320,14 @@ class _Extension:
         ast.increment_lineno(tree, line - 1)
         eval(compile(tree, f"Cell In[{number}]", "eval"), {"enter": scope.__enter__})
 
+    def where(self, act: Activation) -> str:
+        """Where `act` was entered, a line of a cell said as IPython says it ("Cell In[5]:2")."""
+        where = act.where
+        number = getattr(self.shell.compile, "_filename_map", {}).get(act.code.co_filename)
+        if isinstance(number, int):  # the kernel's file of that cell, /tmp/ipykernel_1234/2851.py
+            return f"Cell In[{number}]:{where.rpartition(':')[2]}"
+        return where
+
     def calling_cell(self) -> tuple[int, int]:
         """(cell number, line) of the cell code running the magic; else the running cell's first line."""
         cells = getattr(self.shell.compile, "_filename_map", {})  # IPython's: cell file -> number
@@ -348,11 +356,11 @@ class _Extension:
         if here:
             act = here[0]
             if act.scope.factory in ("%%eager", "%%graph"):  # the cell magic's: it ends with its cell
-                print(f"eagerctl: note: this cell runs under {act.scope!r} (at {act.where}): its "
+                print(f"eagerctl: note: this cell runs under {act.scope!r} (at {self.where(act)}): its "
                       f"tf.functions run {_mode(act.value)} until the cell ends; the mode above holds from "
                       "the next cell")
             else:
-                print(f"eagerctl: note: {act.scope!r} (entered at {act.where}) is still active in this "
+                print(f"eagerctl: note: {act.scope!r} (entered at {self.where(act)}) is still active in this "
                       f"context and decides here: tf.functions called from these cells run "
                       f"{_mode(act.value)}; exit it, or run %eager reset")
 
@@ -470,7 +478,7 @@ class _Extension:
             return
         exited, failed = [], []
         for act in left:
-            scope, described = act.scope, f"{act.scope!r} entered at {act.where}"  # exiting may clear them
+            scope, described = act.scope, f"{act.scope!r} entered at {self.where(act)}"  # exiting may clear
             try:
                 with _DeferSigint():
                     _exit_activation(act)

@@ -94,9 +94,9 @@ def test_a_note_from_a_cell_magic_names_the_cell_and_does_not_ask_to_exit_it(nb:
 def test_a_note_about_a_scope_entered_by_hand_still_asks_to_exit_it(nb: Kernel) -> None:
     nb.run("hand = eagerctl.graph_scope()\nhand.__enter__()")
     cell = nb.run("%eager on")
-    assert re.search(r"eagerctl: note: graph_scope\(\) \(entered at .*:2\) is still active in this context "
-                     "and decides here: tf.functions called from these cells run graph; exit it, or run "
-                     "%eager reset", cell.stdout), cell.stdout
+    assert re.search(rf"eagerctl: note: graph_scope\(\) \(entered at {CELL}:2\) is still active in this "
+                     "context and decides here: tf.functions called from these cells run graph; exit it, or "
+                     "run %eager reset", cell.stdout), cell.stdout
     nb.run("hand.__exit__(None, None, None)")
     assert nb.value("mode()") == "eager"
 
