@@ -101,6 +101,20 @@ def measure(key: str, builder: Callable[[], _workloads.Workload], *, rounds: int
     }
 
 
+def tiny() -> _workloads.Workload:
+    """A step that does almost nothing (one variable, one add): what replay adds per call, fixed."""
+    import tensorflow as tf
+
+    v = tf.Variable(0.0)
+
+    def step(x: Any) -> Any:
+        v.assign_add(x)
+        return v * 2.0
+
+    name = "tiny step (one assign_add): the fixed cost per call"
+    return _workloads.Workload("tiny", name, tf.function(step), (tf.constant(1.0),), [])
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
@@ -114,6 +128,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         t, r = row["per_step_s"], row["ratio"]
         met = "met" if r["replay"] <= TARGET else "MISSED"
+        if row["key"] == "tiny":
+            met = f"+{(t['replay'] - t['compiled']) * 1e6:.0f} us per call (no target)"
         lines.append(
             f"| {row['name']} | {_ms(t['compiled'])} | {_ms(t['replay'])} ({r['replay']:.3f}x) | "
             f"{_ms(t['replay_vars'])} ({r['replay_vars']:.3f}x) | {_ms(t['check_numerics'])} "
@@ -132,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds, seconds = (3, 0.05) if args.quick else (15, 0.3)
     started = time.perf_counter()
     rows = [measure(key, builder, rounds=rounds, seconds=seconds)
-            for key, builder in (("mlp", _workloads.mlp), ("conv", _workloads.conv))]
+            for key, builder in (("mlp", _workloads.mlp), ("conv", _workloads.conv), ("tiny", tiny))]
     print(table(rows))
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     print(f"\n{'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.0f} s; "
