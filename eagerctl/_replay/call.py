@@ -176,22 +176,24 @@ def _replay(kept: Kept, reason: str, compiled_error: BaseException | None, *,
     state.restore(plan, before)
     state.restore_iterators(iterators, iter_before)
     act.replaying = True
+    finder: rerun.Finder | None = None
     try:
         site, exc, finder = rerun.run_eagerly(fn, args, kwds, stop_at_nonfinite=stop_at_nonfinite)
-        if site is None and exc is None and finder.first is not None:
-            site = finder.first  # (not reached when stopping at the first non-finite value)
         if act.post_mortem and exc is not None:
             _post_mortem(exc, site, name, step, reason)
     finally:
         act.replaying = False
-        finder_clear = locals().get("finder")
-        if finder_clear is not None:
-            finder_clear.clear()
+        if finder is not None:
+            finder.clear()
         state.restore(plan, after)
         state.restore_iterators(iterators, iter_after)
     detail = ""
     if exc is not None and not isinstance(exc, rerun.Found):
         detail = f"{type(exc).__name__}: {str(exc).strip()}"
+    elif site is None and finder.first is not None:  # raised compiled; eagerly not, but NaN or Inf
+        site = finder.first
+        detail = ("the eager replay did not raise (compiled and eager runs of this call differ); above: the "
+                  "first NaN or Inf it met")
     elif site is None:
         detail = ("replayed eagerly from the state it started from, it ran through without a NaN or Inf and "
                   "without an error: compiled and eager runs of this call differ; eagerctl.compare() and "
