@@ -140,6 +140,7 @@ def test_uninstalling_the_hook_restores_tfs_writer() -> None:
     from tensorflow.python.eager import def_function
     from tensorflow.python.eager.polymorphic_function import eager_function_run
 
+    eagerctl.install_hook()  # installed at first use: maybe not yet, run alone
     hooked = tf.config.run_functions_eagerly
     original = hooked.__eagerctl_original__  # type: ignore[attr-defined]
     assert def_function.run_functions_eagerly is hooked
