@@ -74,7 +74,9 @@ def measure(n_layers: int) -> dict[str, Any]:
         "traces": report.traces,
         "bound": 2 * math.log2(len(report.candidates)) + 2,
         "seconds": seconds,
-        "found": [c.name for c in report.culprits] == ["counted"],
+        # fit cached its train function when `calls` was 1: the report names that stale function and,
+        # as the reason, the counting layer.
+        "found": "counted" in [c.name for c in report.culprits],
     }
 
 

@@ -398,15 +398,45 @@ def _stale_graph(concrete: Any, name: str) -> str | None:
             f"tf.function({name}.python_function)")
 
 
-_RANDOM_OPS = frozenset({
-    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "RandomShuffle",
-    "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2", "ParameterizedTruncatedNormal",
-    "RandomCrop", "RandomBinomial",
+_STRUCTURAL_OPS = frozenset({
+    "Case", "If", "While", "StatefulPartitionedCall", "RemoteCall", "Print", "CheckNumerics",
+    "CheckNumericsV2",
+    "GuaranteeConst", "EagerPyFunc", "PyFunc", "Empty", "DeepCopy", "DeviceIndex", "GlobalIterId", "AllToAll",
+    "CrossReplicaSum", "StatelessRandomGetAlg", "ConvertToCooTensor", "RecordInput",
 })
+_STRUCTURAL_PREFIXES = ("Collective", "Nccl", "TPU", "Xla", "Infeed", "Outfeed", "Recv", "Retrieve",
+                        "Restore", "Map", "OrderedMap", "Stage", "Unstage", "Cudnn", "Debug", "Get",
+                        "Configure", "Is",
+                        "Worker", "Load", "AddSparse", "AddMany", "TakeMany", "TensorArray")
+
+
+@functools.cache
+def is_nondeterministic_op(op_type: str) -> bool:
+    """Whether two runs of this op from the same restored state may differ: TensorFlow's op registry says.
+
+    The op is stateful, and its state is in the kernel (no resource, variant or
+    reference among its inputs and outputs: a variable, table, iterator or
+    `tf.random.Generator` keeps its state in a resource, which compare and
+    bisect restore), and it computes something (outputs; not control flow, a
+    function call, a print, communication or a checkpoint read). That is the
+    stateful random ops (`RandomUniform`, `TruncatedNormal`, `Multinomial`,
+    ...), the candidate samplers, `Timestamp`, `NonDeterministicInts`, ...
+    Shared by `compare` (its hint) and `bisect` (its culprits).
+    """
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(op_type)
+    if op_def is None or not op_def.is_stateful or not op_def.output_arg:
+        return False
+    if op_type in _STRUCTURAL_OPS or op_type.startswith(_STRUCTURAL_PREFIXES):
+        return False
+    state_types = (types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT)
+    return not any(arg.is_ref or arg.type in state_types for arg in (*op_def.input_arg, *op_def.output_arg))
 
 
 def _random_ops(concrete: Any) -> tuple[str, ...]:
-    """The stateful random ops (their state is not a variable) in a traced graph and its nested functions."""
+    """The ops with hidden state (`is_nondeterministic_op`) in a traced graph and its nested functions."""
     try:
         graph_def = concrete.graph.as_graph_def()
     except Exception:  # noqa: BLE001 - a hint only
@@ -414,7 +444,7 @@ def _random_ops(concrete: Any) -> tuple[str, ...]:
     nodes = [*graph_def.node, *(node for fn in graph_def.library.function for node in fn.node_def)]
     found = []
     for node in nodes:
-        if node.op in _RANDOM_OPS:
+        if is_nondeterministic_op(node.op):
             name = node.name.removesuffix(f"/{node.op}")  # "dropout/random_uniform/RandomUniform"
             found.append(f"{name} ({node.op})")
     return tuple(dict.fromkeys(found))
