@@ -58,7 +58,15 @@ def _checker(plan: state.Plan, check_variables: bool) -> Any:
 
 
 def _all_finite(plan: state.Plan, check_variables: bool, outputs: list[Any]) -> bool:
-    """The fused check: one compiled call, one boolean to the host."""
+    """The fused check, one boolean to the host: a compiled call, or for one or two outputs eager ops."""
+    if not check_variables and len(outputs) <= _EAGER_CHECKS:
+        import tensorflow as tf
+
+        flag = None
+        for tensor in outputs:
+            finite = tf.reduce_all(tf.math.is_finite(tensor))
+            flag = finite if flag is None else tf.logical_and(flag, finite)
+        return flag is None or bool(flag)
     key = (check_variables, *((t.dtype, tuple(t.shape)) for t in outputs))
     concrete = plan.concrete_checks.get(key)
     if concrete is None:
@@ -71,6 +79,7 @@ def _all_finite(plan: state.Plan, check_variables: bool, outputs: list[Any]) -> 
 
 
 _MAX_SIGNATURES = 16
+_EAGER_CHECKS = 2  # outputs checked with eager ops: cheaper than a function call up to here
 
 
 def _float_outputs(result: Any) -> list[Any]:
