@@ -587,8 +587,11 @@ class _Composite:
 
 
 def _to_numpy(value: Any, np: Any) -> Any:
-    if value is None or isinstance(value, (str, bytes)):
+    if value is None:
         return value
+    if isinstance(value, (str, bytes)):
+        # A Python string a tf.function returns comes back as a string tensor (bytes): compare as those.
+        return np.array(value.encode() if isinstance(value, str) else value)
     import tensorflow as tf
 
     if isinstance(value, tf.Tensor):

@@ -169,11 +169,13 @@ class Bisector:
                 # The program's graph is from earlier: trace afresh to see the candidates.
                 self.discover_fresh()
         except Exception as exc:  # noqa: BLE001 - compiled fails: maybe eager does not (a difference)
+            self.program.settle()  # variables the failed trace made (optimizer slots): their first values
             self.compile_error = exc
             self.traces += 1
             self.variables = _compare._collect_variables(tf, _NoGraph, [], self.args, self.kwargs)
             self.take_snapshot()
             return
+        self.program.settle()
         self.traces += self.graph_fn.experimental_get_tracing_count() - count0
         self.variables = _compare._collect_variables(tf, self.reference, [v for v, _ in self.tree.created],
                                                      self.args, self.kwargs)

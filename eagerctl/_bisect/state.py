@@ -39,7 +39,8 @@ class ProgramState:
         self.variables: list[tuple[Any, Any]] = []
         self.tables: list[tuple[Any, Any]] = []
         self.generators: list[tuple[Any, Any]] = []
-        self.created: list[tuple[Any, Any]] = []  # variables made eagerly during the bisection
+        self.created: list[tuple[Any, Any]] = []  # variables made during the bisection, first values
+        self.pending: list[Any] = []  # made while tracing: read at the next `settle()`
         self._find()
         self.tf_seed = _tf_seed_state()
 
@@ -78,11 +79,26 @@ class ProgramState:
             pass
 
     def creator(self, next_creator: Callable[..., Any], **kwargs: Any) -> Any:
-        """A variable creator: variables made eagerly during the bisection go back to their first value."""
+        """A variable creator: variables made during the bisection go back to their first value.
+
+        One made while a trace runs (or not initialized yet) is read at the first `settle()` after.
+        """
         var = next_creator(**kwargs)
         if self.tf.executing_eagerly():
             self._save(self.created, var, _read_variable)
+        if not self.created or self.created[-1][0] is not var:
+            self.pending.append(var)
         return var
+
+    def settle(self) -> None:
+        """Read the first value of the variables made while tracing that can be read now."""
+        still = []
+        for var in self.pending:
+            before = len(self.created)
+            self._save(self.created, var, _read_variable)
+            if len(self.created) == before:
+                still.append(var)
+        self.pending = still
 
     def generator_states(self) -> list[Any]:
         return [_generator_state(g) for g, _ in self.generators]
@@ -95,11 +111,12 @@ class ProgramState:
         for table, (keys, values) in self.tables:
             with contextlib.suppress(Exception):
                 _restore_table(self.tf, table, keys, values)
+        moved = _tf_seed_state() != self.tf_seed  # before the generators: TF's `_rng` is one of them
         states = generators if generators is not None else [s for _, s in self.generators]
         for (generator, _), state in zip(self.generators, states, strict=True):
             with contextlib.suppress(Exception):
                 _set_generator_state(generator, state)
-        _set_tf_seed_state(self.tf_seed)
+        _set_tf_seed_state(self.tf_seed, moved)
 
 
 def _read_variable(var: Any) -> Any:
@@ -162,7 +179,7 @@ def _tf_seed_state() -> tuple[Any, Any]:
     return getattr(ctx, "_seed", None), rng.getstate() if rng is not None else None
 
 
-def _set_tf_seed_state(state: tuple[Any, Any]) -> None:
+def _set_tf_seed_state(state: tuple[Any, Any], moved: bool) -> None:
     from tensorflow.python.eager import context
 
     ctx = context.context()
@@ -170,8 +187,15 @@ def _set_tf_seed_state(state: tuple[Any, Any]) -> None:
     if getattr(ctx, "_seed", None) != seed:
         ctx._set_global_seed(seed)  # the program's seed again (bisect's function changed it)
     rng = getattr(ctx, "_rng", None)
-    if rng is not None and rng_state is not None:
+    if rng is not None and rng_state is not None and moved:
         rng.setstate(rng_state)  # the op-seed sequence: eager random ops take their seeds from it
+        # Bisect's eager runs drew with the seeds the program draws with next, and TensorFlow keeps one
+        # kernel (with its random state) per seed pair: without clearing them the program would get their
+        # second draws. (This also restarts kernels of eager random ops given an explicit op seed.)
+        from tensorflow.python import pywrap_tfe
+
+        if getattr(ctx, "_context_handle", None) is not None:
+            pywrap_tfe.TFE_ContextClearCaches(ctx._context_handle)  # as tf.random.set_seed does
 
 
 class Printed:
