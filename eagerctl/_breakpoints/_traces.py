@@ -24,6 +24,7 @@ and is reported once. Nothing else is ever retraced.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import threading
@@ -42,6 +43,7 @@ TRACING_COMPILER = "tensorflow.python.eager.polymorphic_function.tracing_compile
 KERAS3_LAYER = "keras.src.layers.layer"
 KERAS3_LOSS = "keras.src.losses.loss"
 KERAS3_BACKEND = "keras.src.backend"
+KERAS3_TRAINER = "keras.src.backend.tensorflow.trainer"
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -361,6 +363,21 @@ def _swap_call(obj: Any, body: Callable[..., Any], code: Any, run: Callable[[], 
             object.__delattr__(obj, "call")
 
 
+def _step_door(step_function: Any, code: Any) -> Callable[..., Any]:
+    @_not_converted
+    @functools.wraps(step_function)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        if _hook.tracing():
+            action = decide(code)
+            if action == QUIET:
+                return _quiet(lambda: step_function(*args, **kwargs))
+            if action == ISLAND:
+                return _island(step_function, args, kwargs, name=code.co_name, trace=step_function, code=code)
+        return step_function(*args, **kwargs)
+
+    return step
+
+
 def _patch_keras3() -> None:
     layer_module = sys.modules.get(KERAS3_LAYER)
     layer_class = getattr(layer_module, "Layer", None)
@@ -393,6 +410,21 @@ def _patch_keras3() -> None:
 
         compute_output_spec._eagerctl_breakpoints = True  # type: ignore[attr-defined]
         _patch(backend, "compute_output_spec", compute_output_spec)
+    trainer_module = sys.modules.get(KERAS3_TRAINER)
+    trainer_class = getattr(trainer_module, "TensorFlowTrainer", None)
+    if isinstance(trainer_class, type) and "_make_function" in trainer_class.__dict__ and not any(
+            owner is trainer_class for owner, _, _ in _saved):
+        original_make = trainer_class.__dict__["_make_function"]
+
+        def _make_function(trainer: Any, step_function: Any, *args: Any, **kwargs: Any) -> Any:
+            # Keras's compiled train/test function calls the model's `train_step` (an override of
+            # the user's, say) through tf.distribute, unconverted: this is its door.
+            code = _table.code_of(step_function)
+            if code is not None and _table.is_user_code(code):
+                step_function = _step_door(step_function, code)
+            return original_make(trainer, step_function, *args, **kwargs)
+
+        _patch(trainer_class, "_make_function", _make_function)
     loss_module = sys.modules.get(KERAS3_LOSS)
     loss_class = getattr(loss_module, "Loss", None)
     if isinstance(loss_class, type) and not any(owner is loss_class for owner, _, _ in _saved):
@@ -441,7 +473,7 @@ def install() -> None:
         import wrapt
 
         _import_hooks_registered = True
-        for name in (KERAS3_LAYER, KERAS3_LOSS, KERAS3_BACKEND):
+        for name in (KERAS3_LAYER, KERAS3_LOSS, KERAS3_BACKEND, KERAS3_TRAINER):
             wrapt.register_post_import_hook(_on_keras_import, name)
 
 

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -124,3 +125,39 @@ def test_environment_variable_turns_it_off() -> None:
     assert "tensorflow" not in subprocess.run(
         [sys.executable, "-c", "import sys, eagerctl; print(sorted(sys.modules))"],
         capture_output=True, text=True, check=True).stdout
+
+
+def _fit_with_custom_step(debugger: pdb.Pdb, line: int | None) -> tuple[list[bool], list[Any]]:
+    import keras
+
+    steps: list[bool] = []
+
+    class Regressor(keras.Model):
+        def train_step(self, data: Any) -> Any:
+            steps.append(tf.executing_eagerly())
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            return {"loss": loss}
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    model = Regressor(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.linspace(-1.0, 1.0, 24, dtype="float32").reshape(8, 3)
+    if line is not None:
+        debugger.set_break(__file__, Regressor.train_step.__code__.co_firstlineno + line)
+    model.fit(x, x.sum(axis=1, keepdims=True), batch_size=4, epochs=2, verbose=0)
+    return steps, [w.tolist() for w in model.get_weights()]
+
+
+def test_overridden_train_step_under_fit(debugger: pdb.Pdb) -> None:
+    keras = pytest.importorskip("keras")
+    if int(keras.__version__.split(".")[0]) < 3:
+        pytest.skip("Keras 2 calls train_step through no door eagerctl sees (a documented limit)")
+    plain_steps, plain_weights = _fit_with_custom_step(debugger, None)
+    steps, weights = _fit_with_custom_step(debugger, 6)  # the `return` line of train_step
+    assert plain_steps == [False]  # traced once: compiled
+    assert steps == [False, True, True, True, True]  # learned once, then eagerly on each of 4 steps
+    assert weights == plain_weights
