@@ -20,10 +20,11 @@ from bp_programs import PROGRAMS, marked_lines, plain_result, result_of
 from dap_client import DebugSession
 
 
-def _run(program: Path, breakpoints: list[dict[str, Any]], expressions: dict[int, str],
-         args: tuple[str, ...] = (), on_stop: Any = None) -> tuple[list[tuple[str, int, str]], str]:
+def _run(program: Path, breakpoints: list[dict[str, Any]], expressions: dict[int, str], *,
+         args: tuple[str, ...] = (), on_stop: Any = None,
+         module_run: tuple[str, ...] = ()) -> tuple[list[tuple[str, int, str]], str]:
     """Run `program` under debugpy with `breakpoints`; per stop: (file name, line, expression's value)."""
-    session = DebugSession(program, args=args)
+    session = DebugSession(program, args=args, module_run=module_run)
     stops: list[tuple[str, int, str]] = []
     try:
         session.start({program: breakpoints})
@@ -136,3 +137,32 @@ def test_breakpoint_set_late_then_removed(tmp_path: Path) -> None:
     assert plain["traces"] == {"step": 1} and result["traces"] == {"step": 3}
     assert result["islands_after_removal"] == []
     assert result["islands"] == ["double"]
+
+
+TRAIN = """\
+import json
+
+import tensorflow as tf
+
+
+def inner(x):
+    y = x + 1.0
+    return y * 2.0
+
+
+@tf.function
+def step(x):
+    return inner(x) - 1.0
+
+
+print("RESULT " + json.dumps({"results": [float(step(tf.constant(float(i)))) for i in range(3)]}))
+"""
+
+
+def test_launch_json_module_form_runs_a_program_that_does_not_import_eagerctl(tmp_path: Path) -> None:
+    """VS Code's `"module": "eagerctl", "args": ["run", "train.py"]`: the program is unchanged."""
+    program = tmp_path / "train.py"
+    program.write_text(TRAIN)
+    stops, output = _run(program, [{"line": 8}], {8: "float(y)"}, module_run=("-m", "eagerctl", "run"))
+    assert stops == [("train.py", 8, "1.0"), ("train.py", 8, "2.0"), ("train.py", 8, "3.0")]
+    assert result_of(output)["results"] == [1.0, 3.0, 5.0]  # (x + 1) * 2 - 1, as without a debugger
