@@ -159,9 +159,14 @@ class Bisector:
             if self.jit:  # XLA cannot hold eager islands: trials and discovery trace without it
                 self.discover_fresh()
                 self.watch.restore()
-            observe = contextlib.nullcontext() if self.jit else self.session("discover")
-            with observe, graph_scope(), tf.variable_creator_scope(self.record):
-                self.reference = self.reference_fn.get_concrete_function(*self.args, **self.kwargs)
+            self.trace_reference()
+            if not traced_before and self.tree.created:
+                # Its first trace made variables (optimizer slots), so TensorFlow traced it twice, the second
+                # time from the Python state the first left. Trace a copy once more from the program's state,
+                # as every trial does, now that the variables exist.
+                self.watch.restore()
+                self.reference_fn = self.private_function(self.python_fn, jit=self.jit)
+                self.trace_reference()
             if not traced_before:
                 self.traces += 1
                 self.after_trace = self.watch.current()
@@ -184,6 +189,11 @@ class Bisector:
                 if all(var is not v for v in self.variables.values()):
                     self.variables[key if key not in self.variables else f"{key}#fresh"] = var
         self.take_snapshot()
+
+    def trace_reference(self) -> None:
+        observe = contextlib.nullcontext() if self.jit else self.session("discover")
+        with observe, graph_scope(), self.tf.variable_creator_scope(self.record):
+            self.reference = self.reference_fn.get_concrete_function(*self.args, **self.kwargs)
 
     def record(self, next_creator: Callable[..., Any], **kw: Any) -> Any:
         var = next_creator(**kw)
