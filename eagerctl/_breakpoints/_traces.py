@@ -28,6 +28,7 @@ import functools
 import re
 import sys
 import threading
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ KERAS3_LAYER = "keras.src.layers.layer"
 KERAS3_LOSS = "keras.src.losses.loss"
 KERAS3_BACKEND = "keras.src.backend"
 KERAS3_TRAINER = "keras.src.backend.tensorflow.trainer"
+KERAS2_TRAINING = ("keras.src.engine.training", "tf_keras.src.engine.training")
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -363,19 +365,34 @@ def _swap_call(obj: Any, body: Callable[..., Any], code: Any, run: Callable[[], 
             object.__delattr__(obj, "call")
 
 
+def _through_door(step_function: Any, code: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if _hook.tracing():
+        action = decide(code)
+        if action == QUIET:
+            return _quiet(lambda: step_function(*args, **kwargs))
+        if action == ISLAND:
+            return _island(step_function, args, kwargs, name=code.co_name, trace=step_function, code=code)
+    return step_function(*args, **kwargs)
+
+
 def _step_door(step_function: Any, code: Any) -> Callable[..., Any]:
     @_not_converted
     @functools.wraps(step_function)
     def step(*args: Any, **kwargs: Any) -> Any:
-        if _hook.tracing():
-            action = decide(code)
-            if action == QUIET:
-                return _quiet(lambda: step_function(*args, **kwargs))
-            if action == ISLAND:
-                return _island(step_function, args, kwargs, name=code.co_name, trace=step_function, code=code)
-        return step_function(*args, **kwargs)
+        return _through_door(step_function, code, args, kwargs)
 
     return step
+
+
+def _door_method(model: Any, name: str, code: Any) -> Any:
+    """`model.<name>` through the door, bound to `model` (a copy of the model gets its own binding)."""
+
+    @_not_converted
+    def door(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _through_door(getattr(type(self), name).__get__(self, type(self)), code, args, kwargs)
+
+    door.__name__ = door.__qualname__ = name
+    return types.MethodType(door, model)
 
 
 def _patch_keras3() -> None:
@@ -447,6 +464,29 @@ def _patch_keras3() -> None:
         _patch(loss_class, "__call__", loss_call)
 
 
+def _patch_keras2() -> None:
+    """Keras 2 (`tf.keras` 2.13-2.15, `tf_keras`): its train and test functions call
+    `model.train_step(data)` unconverted; the door is an attribute of the model, set
+    when Keras makes the function (only for a step the user overrode)."""
+    for module_name in KERAS2_TRAINING:
+        model_class = getattr(sys.modules.get(module_name), "Model", None)
+        if not isinstance(model_class, type) or any(owner is model_class for owner, _, _ in _saved):
+            continue
+        for maker, step_name in (("make_train_function", "train_step"), ("make_test_function", "test_step")):
+            original_maker = model_class.__dict__.get(maker)
+            if original_maker is None:
+                continue
+
+            def make(model: Any, *args: Any, _original: Any = original_maker, _step: str = step_name,
+                     **kwargs: Any) -> Any:
+                code = _table.code_of(getattr(type(model), _step, None))
+                if code is not None and _table.is_user_code(code) and _step not in model.__dict__:
+                    object.__setattr__(model, _step, _door_method(model, _step, code))
+                return _original(model, *args, **kwargs)
+
+            _patch(model_class, maker, make)
+
+
 _import_hooks_registered = False
 
 
@@ -454,6 +494,7 @@ def _on_keras_import(_module: object) -> None:
     if installed:
         try:
             _patch_keras3()
+            _patch_keras2()
         except Exception:  # noqa: BLE001 - never fail the user's import of Keras
             pass
 
@@ -469,11 +510,12 @@ def install() -> None:
     _patch_tracing()
     installed = True
     _patch_keras3()
+    _patch_keras2()
     if not _import_hooks_registered:
         import wrapt
 
         _import_hooks_registered = True
-        for name in (KERAS3_LAYER, KERAS3_LOSS, KERAS3_BACKEND, KERAS3_TRAINER):
+        for name in (KERAS3_LAYER, KERAS3_LOSS, KERAS3_BACKEND, KERAS3_TRAINER, *KERAS2_TRAINING):
             wrapt.register_post_import_hook(_on_keras_import, name)
 
 
