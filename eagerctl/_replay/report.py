@@ -37,12 +37,16 @@ def _short(path: str) -> str:
 class ReplayError(EagerctlError):
     """A compiled call inside `eagerctl.replay()` failed; its eager replay found where.
 
-    Attributes: `function` (the tf.function's name), `step` (which of its calls
-    in the replay block, from 1), `reason` (what the compiled call did),
-    `filename`, `lineno`, `op_type` (None when the replay did not find the
-    place), `nonfinite_inputs` (the op's inputs that were already non-finite),
-    `site` (everything found, or None), `compiled_error` (the exception the
-    compiled call raised, also the `__cause__`, or None).
+    `filename`, `lineno` and `op_type` are None when the replay did not find the
+    place (an iterator that could not be kept, a failure only compiled code has).
+
+    Attributes:
+        function: the `tf.function`'s name.
+        step: which of its calls inside the `replay()` block failed, from 1.
+        reason: what the compiled call did ("returned non-finite values (...)", "raised ...").
+        site: the line, op, inputs and problem found (a `Site`), or None.
+        detail: the eager replay's own error message, or why there is no site.
+        compiled_error: the exception the compiled call raised (also the `__cause__`), or None.
     """
 
     def __init__(self, *, function: str, step: int, reason: str, site: Site | None,

@@ -231,10 +231,15 @@ def replay(*, post_mortem: bool = False, check_variables: bool = False) -> Repla
     was raised. ``post_mortem=True`` opens pdb there first. Afterwards the state
     is what the failed compiled call left. See docs/replay.md.
 
-    Example::
+    Args:
+        post_mortem: open pdb at the line found, in that frame, with that step's values, before raising.
+        check_variables: also check the variables each call wrote (a NaN made only by a gradient).
 
+    Example:
+        ```python
         with eagerctl.replay():
-            model.fit(dataset, epochs=3)
+            model.fit(dataset, epochs=3)   # a NaN step raises ReplayError naming the line
+        ```
     """
     _check_bool("post_mortem", post_mortem)
     _check_bool("check_variables", check_variables)
