@@ -31,6 +31,7 @@ from program_checks import (
     maybe_debuggable,
 )
 
+pytestmark = pytest.mark.usefixtures("same_random_numbers")
 layers = keras.layers
 TEXT = ("First Citizen: Before we proceed any further, hear me speak. All: Speak, speak. "
         "First Citizen: You are all resolved rather to die than to famish? All: Resolved. resolved. ")
@@ -103,6 +104,13 @@ def make_program(debug: bool) -> SimpleNamespace:
         predicted_logits = predicted_logits - 1e9 * tf.one_hot(0, vocab_size)  # never [UNK]
         return tf.argmax(predicted_logits, axis=-1)[:, None], states  # greedy: the same in both
 
+    # Keras 2 (TF 2.13) draws other initial weights for a second model built from the
+    # same seed in one process: both programs start from the same weights instead.
+    model(next(iter(dataset))[0])
+    rng = np.random.default_rng(17)
+    model.set_weights([rng.normal(0.0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    record.clear()  # the build above ran the embedding eagerly, outside any graph
+
     start = tf.constant([[ids_from_chars[c] for c in "First"]], dtype="int64")
     return SimpleNamespace(model=model, dataset=dataset, record=record, generate_one_step=generate_one_step,
                            start=start, batches=len(list(dataset)))
@@ -124,7 +132,7 @@ def generate(program: SimpleNamespace) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def trained() -> dict[str, Any]:
+def trained(same_random_numbers: None) -> dict[str, Any]:
     """Both programs trained from the same seed, and what that gave (the debugged one trains on later)."""
     debugged, reference = make_program(True), make_program(False)
     facts: dict[str, Any] = {"debugged": debugged, "losses": train(debugged), "want": train(reference)}
