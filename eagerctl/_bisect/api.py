@@ -87,8 +87,10 @@ def bisect(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: floa
         adapted, fit_note = fit_step.adapt(args)
         args, fit_step = (adapted, fit_step) if adapted is not None else (args, None)
     with _exclusive(name):
+        first_call = is_tf_function and graph_fn is target and _trace_as_the_program(graph_fn, args, kwargs)
         b = Bisector(target, python_fn=python_fn, graph_fn=graph_fn, name=name, args=args,
                      kwargs=dict(kwargs), rtol=float(rtol), atol=float(atol), fit_step=fit_step)
+        b.first_call = first_call
         if fit_note:
             b.steps.append(fit_note)
         printed = Printed()
@@ -102,3 +104,29 @@ def bisect(fn: Callable[..., Any], /, *args: Any, rtol: float = 1e-5, atol: floa
         report.printed = printed.text
         report.seconds = time.perf_counter() - started
         return report
+
+
+def _trace_as_the_program(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Trace the program's own tf.function as its call would: that trace, and its prints, are the program's.
+
+    A first call traces (twice when it makes variables, such as optimizer slots); after bisect the
+    call finds that trace and runs it, as it would have run its own. What the trace printed goes to
+    stdout now, where the call would have printed it. Bisect works from the state it leaves.
+    """
+    import sys
+
+    from .._scope import graph_scope
+    from .._status import is_eager
+
+    if is_eager():
+        return False  # the program's call runs the Python body: it traces nothing
+    count = fn.experimental_get_tracing_count()
+    with captured_stdout() as printed:
+        try:
+            with graph_scope():
+                fn.get_concrete_function(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - it fails compiled: bisect's own trace finds why
+            pass
+    sys.stdout.write(printed.text)
+    sys.stdout.flush()
+    return bool(fn.experimental_get_tracing_count() != count)

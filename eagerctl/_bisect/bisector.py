@@ -68,6 +68,7 @@ class Bisector:
         self.watch.see(self.watch.items_of_function(python_fn))
         self.tree.root.watched = self.watch.items_of_function(python_fn)
         self.hooks = Hooks()
+        self.first_call = False  # bisect traced the program's function for its first call (api)
         self.after_trace: State | None = None  # the Python state eager parts run from (None: the first)
         self.compile_error: Exception | None = None
         self.fresh: Any = None  # bisect's own fresh trace when the program's graph came from earlier
@@ -281,6 +282,12 @@ class Bisector:
 
     def restore_all(self) -> None:
         """Everything back as the program left it when it called `bisect`."""
+        if self.first_call and getattr(self, "reference", None) is not None and _compare._random_ops(
+                self.reference):
+            # Bisect ran the graph the program traced for its first call: its stateful random ops drew
+            # numbers the program's call would draw. Their kernels are TensorFlow's to keep; clearing the
+            # kernel cache makes the call instantiate them afresh, as its first call would.
+            self.program.reset_kernels = True
         self.program.restore()
         with contextlib.suppress(Exception):
             self.restore_variables()

@@ -10,7 +10,7 @@ from .. import _compare
 from .._scope import graph_scope
 from .bisector import Bisector, Outcome
 from .candidates import Candidate, is_tf_function, where
-from .causes import explain, source_findings, suspect_cause
+from .causes import SUMMARIES, explain, flags, source_findings, suspect_cause
 from .graphs import const_diffs, new_ops, short
 from .report import Cause, Culprit
 from .search import MAX_CULPRITS
@@ -115,11 +115,29 @@ def frozen_culprits(b: Bisector, stale_rows: list[_compare.Row]) -> list[Culprit
         if c.kind in ("function", "tf.function") or c is b.tree.root:
             owners.setdefault(id(c), (c, []))[1].append(
                 f"tf.Variable {_compare._variable_name(var)!r} is created again by every new trace")
-    return [_named(b, c, stale_rows, _frozen_cause(c, evidence)) for c, evidence in owners.values()]
+    return [_named(b, c, stale_rows, _frozen_cause(c, evidence))
+            for c, evidence in _narrowed(owners).values()]
+
+
+def _narrowed(owners: dict[int, tuple[Candidate, list[str]]]) -> dict[int, tuple[Candidate, list[str]]]:
+    """An owner whose callee shows a known cause (it drew the number, it changed the value) gives way to it:
+    the constant is built where the value is used, the value comes from the callee."""
+    narrowed: dict[int, tuple[Candidate, list[str]]] = {}
+    for c, evidence in owners.values():
+        inner = next((d for d in c.descendants() if flags(d) and not d.children), c)
+        entry = narrowed.setdefault(id(inner), (inner, []))
+        entry[1].extend(e for e in evidence if e not in entry[1])
+    return narrowed
 
 
 def _frozen_cause(c: Candidate, evidence: list[str]) -> Cause:
     names = sorted({name for _, name in c.watched})
+    drawn = source_findings(c.code, set(names))["python-random"] if c.code is not None else []
+    if drawn:
+        return Cause("python-random", SUMMARIES["python-random"], [*evidence, *drawn])
+    if c.state_changes:
+        return Cause("trace-side-effect", SUMMARIES["trace-side-effect"].format(c.state_changes[0]),
+                     [*(f"while traced, {change}" for change in c.state_changes), *evidence])
     branched = any("builds op" in e for e in evidence)
     flow = source_findings(c.code, set(names))["control-flow"] if branched else []
     if flow:

@@ -41,6 +41,7 @@ class ProgramState:
         self.generators: list[tuple[Any, Any]] = []
         self.created: list[tuple[Any, Any]] = []  # variables made during the bisection, first values
         self.pending: list[Any] = []  # made while tracing: read at the next `settle()`
+        self.reset_kernels = False  # clear TF's kernel cache on restore (see Bisector.restore_all)
         self._find()
         self.tf_seed = _tf_seed_state()
 
@@ -116,7 +117,7 @@ class ProgramState:
         for (generator, _), state in zip(self.generators, states, strict=True):
             with contextlib.suppress(Exception):
                 _set_generator_state(generator, state)
-        _set_tf_seed_state(self.tf_seed, moved)
+        _set_tf_seed_state(self.tf_seed, moved or self.reset_kernels)
 
 
 def _read_variable(var: Any) -> Any:
@@ -189,6 +190,7 @@ def _set_tf_seed_state(state: tuple[Any, Any], moved: bool) -> None:
     rng = getattr(ctx, "_rng", None)
     if rng is not None and rng_state is not None and moved:
         rng.setstate(rng_state)  # the op-seed sequence: eager random ops take their seeds from it
+    if moved:
         # Bisect's eager runs drew with the seeds the program draws with next, and TensorFlow keeps one
         # kernel (with its random state) per seed pair: without clearing them the program would get their
         # second draws. (This also restarts kernels of eager random ops given an explicit op seed.)

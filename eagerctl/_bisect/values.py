@@ -105,14 +105,15 @@ class Watch:
         """
         items: list[Item] = []
         for module in list(sys.modules.values()):
-            if not isinstance(module, types.ModuleType) or not is_user_file(getattr(module, "__file__", None)):
+            if not (isinstance(module, types.ModuleType) and is_user_file(getattr(module, "__file__", None))):
                 continue
             names = {n for n in vars(module) if not n.startswith("__")}
             items += [(vars(module), n) for n in sorted(names) if is_plain(vars(module)[n])]
             classes = [v for v in vars(module).values()
                        if isinstance(v, type) and v.__module__ == module.__name__]
             for klass in classes:
-                items += [(klass, n) for n, v in vars(klass).items() if not n.startswith("__") and is_plain(v)]
+                items += [(klass, n) for n, v in vars(klass).items()
+                          if not n.startswith("__") and is_plain(v)]
         return items
 
     def items_of_function(self, fn: Any) -> list[Item]:

@@ -86,7 +86,8 @@ def scale(x: Any) -> Any:
 
 @pytest.mark.parametrize(("culprit", "op", "data"), [
     (sampled_logits, "LogUniformCandidateSampler", [[1], [7]]), (stamp, "Timestamp", [[0.5], [2.0]])])
-def test_an_op_with_hidden_state_outside_any_list_is_named_with_the_op(culprit: Any, op: str, data: Any) -> None:
+def test_an_op_with_hidden_state_outside_any_list_is_named_with_the_op(culprit: Any, op: str,
+                                                                       data: Any) -> None:
     labels = tf.constant(data, tf.int64 if culprit is sampled_logits else tf.float32)
 
     def head(x: Any) -> Any:
