@@ -76,6 +76,7 @@ def test_wheel_carries_py_typed_the_plugin_the_command_and_the_license(wheel: Pa
         entry_points = zf.read(f"{dist_info}/entry_points.txt").decode()
     assert "eagerctl/py.typed" in names
     assert "eagerctl/_version.py" in names
+    assert {"eagerctl/_bisect/__init__.py", "eagerctl/_bisect/api.py"} <= names  # subpackages ship too
     assert any(n.startswith(f"{dist_info}/") and n.endswith("LICENSE") for n in names), sorted(names)
     assert "[pytest11]\neagerctl = eagerctl._pytest_plugin" in entry_points
     assert "[console_scripts]\neagerctl = eagerctl._cli:main" in entry_points

@@ -69,7 +69,8 @@ def program(bisect_first_step: bool) -> dict[str, Any]:
         losses.append(float(train_step(*batch)))
     return {"report": report, "losses": losses, "weights": [w.numpy() for w in model.weights],
             "optimizer": [np.array(v.numpy()) for v in optimizer.variables],
-            "tracker": float(loss_tracker.result()), "next": (np.random.uniform(), float(tf.random.uniform([])))}
+            "tracker": float(loss_tracker.result()),
+            "next": (np.random.uniform(), float(tf.random.uniform([])))}
 
 
 def test_bisect_names_np_random_beta_and_the_program_trains_as_without_eagerctl() -> None:
