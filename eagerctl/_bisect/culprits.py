@@ -100,7 +100,9 @@ def frozen_culprits(b: Bisector, stale_rows: list[_compare.Row]) -> list[Culprit
     owners = _owners_of_constants(b, b.reference.graph, b.fresh_graph.graph,
                                   ("in the graph traced earlier", "in a fresh trace"))
     op_owner = {id(op): c for c in b.tree.all() for op in c.ops}
-    fresh_ops = new_ops(b.reference.graph, b.fresh_graph.graph)
+    # After the program's first trace (which made variables) a fresh trace builds other ops for those
+    # variables, not another branch: only a graph traced at another call tells of a branch.
+    fresh_ops = [] if b.first_call else new_ops(b.reference.graph, b.fresh_graph.graph)
     if fresh_ops:
         # A branch taken differently: the first op only a fresh trace builds is where the graphs part.
         def owner(op: Any) -> Candidate:

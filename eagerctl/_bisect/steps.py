@@ -131,7 +131,10 @@ class Procedure:
         elif b.fresh_graph is not None:
             fresh = b.run(b.fresh, graph_scope())
             stale_rows = [r for r in b.diff(graph, fresh) if not r.match]
-            b.steps.append(f"{b.name} was traced before this call; a fresh trace of it "
+            before = (f"bisect traced {b.name} as the program's first call does (the program keeps that "
+                      "trace)"
+                      if b.first_call else f"{b.name} was traced before this call")
+            b.steps.append(f"{before}; a fresh trace of it "
                            + ("computes the same as that graph" if not stale_rows else
                               "computes differently from that graph: something it read while traced has "
                               "changed"))

