@@ -36,12 +36,23 @@ def pydevd_loaded() -> bool:
 def debugger_active() -> bool:
     """Whether a debugger runs now: pydevd's, a trace function (pdb), or bdb breakpoints set.
 
-    Not merely bdb imported: TensorFlow itself imports pdb.
+    Not merely bdb imported: TensorFlow itself imports pdb. Not any trace
+    function either: coverage and profilers set one too, and a session under
+    them that uses no eagerctl feature must run TensorFlow untouched.
     """
-    if sys.gettrace() is not None or pydevd_debugger() is not None:
+    if pydevd_debugger() is not None or _bdb_tracing():
         return True
     cls = _bdb_class()
     return cls is not None and bool(cls.bplist)
+
+
+def _bdb_tracing() -> bool:
+    """Whether this thread's trace function is a bdb debugger's (pdb, ipdb, pudb)."""
+    trace = sys.gettrace()
+    if trace is None:
+        return False
+    bdb = sys.modules.get("bdb")
+    return bdb is not None and isinstance(getattr(trace, "__self__", None), bdb.Bdb)
 
 
 def pydevd_debugger() -> Any:
