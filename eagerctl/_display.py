@@ -75,14 +75,23 @@ def status_html(status: Any) -> str:
     out.append("</table>")
     if not status.scopes:
         out.append("<p><i>no active scopes</i></p>")
-        return "\n".join(out)
-    out.append(f'<table class="eagerctl-scopes" style="{TABLE_STYLE}">')
-    header = _cells(["kind", "mode", "scope", "thread", "entered at"], "th", "text-align:left")
-    out.append(f"<tr>{header}</tr>")
-    for info in status.scopes:
-        out.append("<tr>" + _cells([info.kind, mode(info.enabled), info.scope, info.thread, info.where],
-                                   "td", "text-align:left") + "</tr>")
-    out.append("</table>")
+    else:
+        out.append(f'<table class="eagerctl-scopes" style="{TABLE_STYLE}">')
+        header = _cells(["kind", "mode", "scope", "thread", "entered at"], "th", "text-align:left")
+        out.append(f"<tr>{header}</tr>")
+        for info in status.scopes:
+            out.append("<tr>" + _cells([info.kind, mode(info.enabled), info.scope, info.thread, info.where],
+                                       "td", "text-align:left") + "</tr>")
+        out.append("</table>")
+    replays = getattr(status, "replays", ())
+    if replays:  # shown only when some are active, as in str()
+        out.append(f'<table class="eagerctl-replays" style="{TABLE_STYLE}">')
+        header = _cells(["replay", "in force here", "thread", "entered at"], "th", "text-align:left")
+        out.append(f"<tr>{header}</tr>")
+        for rep in replays:
+            out.append("<tr>" + _cells([rep.replay, "yes" if rep.here else "no", rep.thread, rep.where],
+                                       "td", "text-align:left") + "</tr>")
+        out.append("</table>")
     return "\n".join(out)
 
 

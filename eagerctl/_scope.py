@@ -629,15 +629,23 @@ class Scope:
         return scoped
 
 
+# Called by `reset()` after the scopes: each ends what a tool above this module keeps active in this
+# context (`replay()` registers one when imported); so this module imports nothing from above.
+RESET_HOOKS: list[Callable[[], object]] = []
+
+
 def reset() -> None:
     """The way back from any state: no local override here, no process scope, the flag at its baseline.
 
     Removes this context's local overrides (every `eager_scope()`, `graph_scope()`
     and `@debuggable` call active in this thread or asyncio task) and every
     process scope of every thread, and sets TensorFlow's flag to its baseline.
-    The scopes it removes are no longer active anywhere (contexts copied from
-    this one included), and their own exits later do nothing. Local scopes of
-    other threads and tasks are theirs, and are left alone. Does not import
+    It ends this context's `replay()` blocks too, with those of threads that
+    ended without leaving theirs; with no replay left anywhere, TensorFlow's
+    `Function.__call__` is its own again. The scopes and replays it removes
+    are no longer active anywhere (contexts copied from this one included),
+    and their own exits later do nothing. Local scopes and replays of other
+    live threads and tasks are theirs, and are left alone. Does not import
     TensorFlow.
 
     Example:
@@ -656,6 +664,8 @@ def reset() -> None:
             if isinstance(node, Activation):
                 node.value = None
                 node.token = RESET
+    for end in RESET_HOOKS:  # the tools above (replay) end what they keep for this context
+        end()
 
 
 def _check_bool(factory: str, name: str, value: object) -> None:

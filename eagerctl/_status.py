@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from . import _display, _hook, _local
@@ -53,6 +54,46 @@ class ScopeInfo:
                 f"thread={self.thread!r}, where={self.where!r})")
 
 
+class ReplayInfo:
+    """One active `replay()` block, as `status()` reports it.
+
+    Attributes:
+        replay (str): the replay's repr, with its options: `replay(post_mortem=False, check_variables=False)`.
+        post_mortem (bool): whether pdb opens at the line found.
+        check_variables (bool): whether the variables each call wrote are checked too.
+        thread (str): the thread that entered it.
+        where (str): where it was entered, `file:line` (a decorated function: where it is decorated).
+        here (bool): whether it is in force in this context (a `tf.function` called here is monitored).
+    """
+
+    __slots__ = ("check_variables", "here", "post_mortem", "replay", "thread", "where")
+
+    def __init__(self, act: Any, here: bool) -> None:
+        self.replay = repr(act.replay)
+        self.post_mortem = act.post_mortem
+        self.check_variables = act.check_variables
+        thread = act.thread  # a `threading.Thread` (idents of finished threads are reused)
+        self.thread = thread.name if thread.is_alive() else f"{thread.name} (finished)"
+        self.where = act.where
+        self.here = here
+
+    def __repr__(self) -> str:
+        return (f"ReplayInfo(replay={self.replay!r}, thread={self.thread!r}, where={self.where!r}, "
+                f"here={self.here})")
+
+
+def _replays() -> tuple[ReplayInfo, ...]:
+    scope = sys.modules.get("eagerctl._replay.scope")  # not imported: no replay was ever entered
+    if scope is None:
+        return ()
+    mine = set()
+    top = scope.CURRENT.get()
+    while top is not None:
+        mine.add(top)
+        top = top.below
+    return tuple(ReplayInfo(act, act in mine) for act in scope.active())
+
+
 class Status:
     """A snapshot of eagerctl's state; `str()` of it is a readable report.
 
@@ -66,10 +107,11 @@ class Status:
         scopes (tuple[ScopeInfo, ...]): every active scope, oldest first.
         breakpoint_islands (tuple[str, ...]): the functions a debugger's breakpoints made
             eager islands, as `qualname (file:line)`.
+        replays (tuple[ReplayInfo, ...]): every active `replay()` block, in every thread, oldest first.
     """
 
     __slots__ = ("baseline", "breakpoint_islands", "hook_installed", "is_eager", "override", "process_flag",
-                 "scopes", "tensorflow")
+                 "replays", "scopes", "tensorflow")
 
     def __init__(self) -> None:
         loaded = _hook.loaded()  # TF imported by the program (the hook installs only at first use)
@@ -92,11 +134,12 @@ class Status:
 
         # "qualname (file:line)" of each function a breakpoint made an island
         self.breakpoint_islands = tuple(active_islands())
+        self.replays = _replays()
 
     def __repr__(self) -> str:
         return (f"Status(tensorflow={self.tensorflow!r}, hook_installed={self.hook_installed}, "
                 f"process_flag={self.process_flag}, baseline={self.baseline}, override={self.override}, "
-                f"is_eager={self.is_eager}, scopes={list(self.scopes)!r})")
+                f"is_eager={self.is_eager}, scopes={list(self.scopes)!r}, replays={list(self.replays)!r})")
 
     def __str__(self) -> str:
         mode = _display.mode
@@ -115,6 +158,11 @@ class Status:
         if self.breakpoint_islands:
             lines.append(f"breakpoint islands {len(self.breakpoint_islands)}")
             lines.extend(f"  {name}" for name in self.breakpoint_islands)
+        if self.replays:  # shown only when some are active, like breakpoint islands
+            lines.append(f"active replays   {len(self.replays)}")
+            for rep in self.replays:
+                lines.append(f"  {'here ' if rep.here else 'other'}    {rep.replay} thread {rep.thread!r} "
+                             f"at {rep.where}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:  # a table in Jupyter

@@ -2,7 +2,9 @@
 
 While no replay is active anywhere, eagerctl patches nothing for it. The
 first activation (in any thread) replaces `Function.__call__` with a wrapper;
-the last one to exit puts TF's own function back, the same object. The
+the last one to exit puts TF's own function back, the same object
+(`eagerctl.reset()` ends this context's replays, and those of threads that
+ended without leaving theirs: see `reset_replays`). The
 wrapper sends a call to `call.call` only when this context has an active
 replay and the call would run compiled from eager code (not while a graph is
 traced, not under an eager scope, not during a replay); every other call, in
@@ -17,9 +19,10 @@ import inspect
 import sys
 import threading
 from collections.abc import Callable
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any, TypeVar, overload
 
+from .. import _scope
 from .._errors import EagerctlError
 from . import call as _call
 
@@ -31,20 +34,47 @@ _lock = threading.Lock()
 _active = 0
 _original: Any = None  # TF's own Function.__call__, while patched
 _function_class: Any = None
+LIVE: dict[Activation, None] = {}  # the activations in force, in every thread, oldest first (for status())
 
 
 class Activation:
-    """One entry of a `replay()`: its options and its call counts."""
+    """One entry of a `replay()`: its options, its call counts, and where and by which thread it was entered.
 
-    __slots__ = ("below", "check_variables", "counts", "post_mortem", "replaying", "token")
+    `ended` turns True once it is over (exited, or ended by `eagerctl.reset()`):
+    every context holding it (copies of the one that entered it included)
+    then skips it, and its own exit after a reset does nothing.
+    """
 
-    def __init__(self, post_mortem: bool, check_variables: bool, below: Activation | None) -> None:
+    __slots__ = ("below", "check_variables", "code", "counts", "ended", "lasti", "post_mortem", "replay",
+                 "replaying", "thread", "token")
+
+    def __init__(self, post_mortem: bool, check_variables: bool, below: Activation | None, *,
+                 replay: Replay | None = None, code: CodeType | None = None, lasti: int = -1) -> None:
         self.post_mortem = post_mortem
         self.check_variables = check_variables
         self.below = below
+        self.replay = replay
         self.counts: dict[int, int] = {}
         self.replaying = False
+        self.ended = False
         self.token: contextvars.Token[Activation | None] | None = None
+        self.thread = threading.current_thread()  # the object, not its ident: idents are reused
+        self.code = code  # with `lasti`, where it was entered (a decorated function: its decorator)
+        self.lasti = lasti
+
+    @property
+    def where(self) -> str:
+        """Where it was entered, `file:line` (computed only when asked)."""
+        code = self.code
+        if code is None:
+            return "?"
+        line = code.co_firstlineno
+        for start, _end, lineno in code.co_lines():
+            if start > self.lasti:
+                break
+            if lineno is not None:
+                line = lineno
+        return f"{code.co_filename}:{line}"
 
     def count(self, fn: Any) -> int:
         key = id(getattr(fn, "_python_function", fn))  # a method's bound Function: one count per method
@@ -64,7 +94,7 @@ def _make_wrapper(original: Any) -> Any:
     @functools.wraps(original)
     def __call__(self: Any, *args: Any, **kwds: Any) -> Any:
         act = get()
-        if (act is None or act.replaying or id(self) in own or not executing_eagerly()
+        if (act is None or act.replaying or act.ended or id(self) in own or not executing_eagerly()
                 or self._run_functions_eagerly or type(self).__name__ == "RestoredFunction"):
             return original(self, *args, **kwds)
         return monitored(act, original, self, args, kwds)
@@ -115,16 +145,61 @@ def _patch() -> None:
     _original, _function_class = original, cls
 
 
-def _stop() -> None:
-    global _active, _original, _function_class
+def _stop(ended: Activation | None = None) -> None:
+    """Count an activation out (`ended`, marked over; with the lock, so a reset cannot count it twice)."""
     with _lock:
-        _active -= 1
+        if ended is not None:
+            if ended.ended:
+                return  # `reset()` ended it already, and counted it out
+            ended.ended = True
+            LIVE.pop(ended, None)
+        _count_out(1)
+
+
+def _count_out(n: int) -> None:
+    """With the lock held: `n` activations fewer; the last one out puts TF's `__call__` back."""
+    global _active, _original, _function_class
+    if n:
+        _active -= n
         if _active == 0 and _original is not None:
             cls: Any = _function_class
             if getattr(cls.__dict__.get("__call__"), "__eagerctl_replay__", False):
                 setattr(cls, "__call__", _original)  # noqa: B010 - TF's own function, put back
             # else: someone patched over the wrapper since; theirs stays, and ours under it passes through
             _original = _function_class = None
+
+
+def reset_replays() -> int:
+    """End this context's replays, and those entered by threads that have ended; return how many.
+
+    Called by `eagerctl.reset()`. A replay is a local setting, like a local
+    scope: other live threads' replays are theirs and stay. A thread that
+    ended without leaving its replay can never leave it, so its replays end
+    here too. When none remain anywhere, TF's own `Function.__call__` is back.
+    The ended activations' own exits later do nothing.
+    """
+    with _lock:
+        mine: list[Activation] = []
+        top = CURRENT.get()
+        while top is not None:
+            mine.append(top)
+            top = top.below
+        ended = [act for act in dict.fromkeys([*mine, *LIVE])
+                 if not act.ended and (act in mine or not act.thread.is_alive())]
+        for act in ended:
+            act.ended = True
+            LIVE.pop(act, None)
+        _count_out(len(ended))
+    CURRENT.set(None)
+    return len(ended)
+
+
+_scope.RESET_HOOKS.append(reset_replays)
+
+
+def active() -> list[Activation]:
+    """The replay activations in force, in every thread, oldest first (for `status()`)."""
+    return [act for act in list(LIVE) if not act.ended]
 
 
 def active_count() -> int:
@@ -148,30 +223,36 @@ class Replay:
     def __repr__(self) -> str:
         return f"replay(post_mortem={self.post_mortem}, check_variables={self.check_variables})"
 
-    def _enter(self) -> Activation:
-        act = Activation(self.post_mortem, self.check_variables, CURRENT.get())
+    def _enter(self, code: CodeType | None, lasti: int = -1) -> Activation:
+        act = Activation(self.post_mortem, self.check_variables, CURRENT.get(), replay=self, code=code,
+                         lasti=lasti)
         _start()
         try:
+            LIVE[act] = None
             act.token = CURRENT.set(act)
         except BaseException:
-            _stop()
+            _stop(act)
             raise
         return act
 
     @staticmethod
     def _exit(act: Activation) -> None:
+        if act.ended:  # `eagerctl.reset()` ended it: nothing left to undo (this context's var included)
+            return
         token, act.token = act.token, None
         try:
             if token is not None:
                 CURRENT.reset(token)
         finally:
-            _stop()
+            _stop(act)
 
     def __enter__(self) -> Replay:
+        self._entries = [act for act in self._entries if not act.ended]  # a reset ended them
         if self._entries:
             raise EagerctlError(
                 f"{self!r} is already active; create a new eagerctl.replay() for a nested block")
-        self._entries.append(self._enter())
+        caller = sys._getframe(1)
+        self._entries.append(self._enter(caller.f_code, caller.f_lasti))
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -179,6 +260,8 @@ class Replay:
         if not self._entries:
             raise EagerctlError(f"{self!r} cannot exit: it is not active; exit it once per entry")
         act = self._entries.pop()
+        if act.ended:
+            return  # `eagerctl.reset()` ended it
         try:
             self._exit(act)
         except ValueError as error:  # another context's token
@@ -194,10 +277,11 @@ class Replay:
                 or inspect.isasyncgenfunction(fn)):
             raise TypeError(f"{self!r} cannot decorate {fn!r}: it decorates functions, methods and coroutine "
                             f"functions; wrap other code in a block instead: with eagerctl.replay(): ...")
+        code = getattr(inspect.unwrap(fn), "__code__", None)  # where: its first line, the decorator
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def replayed_async(*args: Any, **kwargs: Any) -> Any:
-                act = self._enter()
+                act = self._enter(code)
                 try:
                     return await fn(*args, **kwargs)
                 finally:
@@ -207,7 +291,7 @@ class Replay:
 
         @functools.wraps(fn)
         def replayed(*args: Any, **kwargs: Any) -> Any:
-            act = self._enter()
+            act = self._enter(code)
             try:
                 return fn(*args, **kwargs)
             finally:
