@@ -362,6 +362,11 @@ class _Runner:
         problem = self._prepare()
         if problem is not None:
             return problem
+        from . import _hook
+
+        # `eagerctl run` is a use of eagerctl: the hook (with the breakpoint patches it carries, so a
+        # `breakpoint()` in a tf.function body stops on every call) goes in when the program imports TF.
+        _hook.install_when_tf_imported()
         # TF's C++ start-up lines (INFO: CPU features, oneDNN) are left out, as `demo` and `status`
         # leave them out; its warnings and errors still show, and a level the user set wins.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
