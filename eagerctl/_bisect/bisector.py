@@ -1,9 +1,8 @@
 """The bisection of one call: the function, its arguments, the runs, and the state they start from.
 
-A `Bisector` traces `fn` to find the candidates (`setup`), runs it compiled
-and eagerly from one starting state (`run`, `diff`), and answers the hooks
-(`on_call`, `on_layer_call`): observe while discovering, make the trial's
-subset eager islands while a trial traces (`trials.py`).
+A `Bisector` traces `fn` to find the candidates (`setup`) and runs it
+compiled and eagerly from one starting state (`run`, `diff`); its
+`Responder` answers the hooks (`responder.py`).
 
 Every run starts alike: the variables the traces touch are restored, a
 `tf.data` iterator argument is rewound, and the Python values the candidates
@@ -21,9 +20,10 @@ from typing import Any
 
 from .. import _compare
 from .._scope import graph_scope
-from .candidates import CallTree, Candidate, code_of
-from .hooks import Hooks, Session, installed_session, not_converted, set_session
+from .candidates import CallTree, code_of
+from .hooks import Hooks, Session, installed_session, set_session
 from .inputs import FitStep, Iterators, where_of_model
+from .responder import Responder
 from .state import ProgramState
 from .values import State, Watch
 
@@ -68,6 +68,7 @@ class Bisector:
         self.watch.see(self.watch.items_of_function(python_fn))
         self.tree.root.watched = self.watch.items_of_function(python_fn)
         self.hooks = Hooks()
+        self.responder = Responder(self)
         self.first_call = False  # bisect traced the program's function for its first call (api)
         self.after_trace: State | None = None  # the Python state eager parts run from (None: the first)
         self.compile_error: Exception | None = None
@@ -76,75 +77,6 @@ class Bisector:
         self.jit = bool(getattr(graph_fn, "_jit_compile", False))
         self.variables: dict[str, Any] = {}
         self.snapshot: list[tuple[Any, Any]] = []
-
-    # -- what the hooks call ---------------------------------------------------------------
-    def on_call(self, session: Session, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-                options: Any, run: Callable[[], Any]) -> Any:
-        candidate = self.tree.classify(f)
-        if candidate is None:
-            return run()
-        if session.mode == "discover":
-            if candidate.callable is None:
-                candidate.callable = f
-            return self.tree.observe(session.stack, candidate, self.watch.items_of_function(f), run)
-        if candidate.key in session.subset:
-            return self.island(session, candidate, f, args=args, kwargs=kwargs, options=options)
-        return run()
-
-    def on_layer_call(self, session: Session, layer: Any, run: Callable[[], Any]) -> Any:
-        candidate = self.tree.layer_candidate(layer)
-        if session.mode == "discover":
-            if candidate.callable is None:
-                candidate.callable = layer.call
-            return self.tree.observe(session.stack, candidate, self.watch.items_of_object(layer), run)
-        if candidate.key not in session.subset:
-            return run()
-        had = "call" in layer.__dict__
-        saved = layer.__dict__.get("call")
-        body = layer.call
-
-        @not_converted
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self.island(session, candidate, body, args=args, kwargs=kwargs, options=None)
-
-        object.__setattr__(layer, "call", call)
-        try:
-            return run()
-        finally:
-            if had:
-                object.__setattr__(layer, "call", saved)
-            else:
-                object.__delattr__(layer, "call")
-
-    def island(self, session: Session, candidate: Candidate, f: Any, *, args: tuple[Any, ...],
-               kwargs: dict[str, Any], options: Any) -> Any:
-        """`f` called as an eager island (`@debuggable`'s own path) in the graph a trial traces."""
-        from .._debuggable import debuggable
-
-        converted_call = self.hooks.converted_call
-        tf = self.tf
-
-        @not_converted
-        def body(*call_args: Any, **call_kwargs: Any) -> Any:
-            if tf.executing_eagerly():  # the island runs it
-                candidate.capture(call_args, call_kwargs)
-                return f(*call_args, **call_kwargs)
-            from tensorflow.python.autograph.core import ag_ctx, converter
-
-            if ag_ctx.control_status_ctx().status != ag_ctx.Status.DISABLED:
-                # As AutoGraph would have converted the call (the caller's options: an empty list
-                # literal must stay a list, not become a TensorList).
-                return converted_call(f, call_args, call_kwargs,
-                                      options=options if options is not None else converter.STANDARD_OPTIONS)
-            return f(*call_args, **call_kwargs)
-
-        body.__qualname__ = body.__name__ = candidate.qualname
-        proxy = debuggable(body)
-        session.passthrough += 1
-        try:
-            return proxy(*args, **kwargs)
-        finally:
-            session.passthrough -= 1
 
     # -- discovery ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -231,7 +163,7 @@ class Bisector:
 
     @contextlib.contextmanager
     def session(self, mode: str, subset: frozenset[Any] = frozenset()) -> Iterator[Session]:
-        session = Session(self, mode, self.tree.root, subset)
+        session = Session(self.responder, mode, self.tree.root, subset)
         previous = installed_session()
         set_session(session)
         # In a "profile" discovery, a profiler also sees the user's functions that Keras or TensorFlow call

@@ -23,11 +23,11 @@ from .causes import FLOAT_ROUNDING_RTOL, flags, nondeterministic_ops, rounding_l
 from .culprits import (
     compile_error_culprit,
     culprit,
-    frozen_culprits,
     itself,
     suspect_culprits,
     unstable_trace,
 )
+from .references import check_reference
 from .report import Bisection, Cause, Culprit, plural, verdict_text
 from .search import GroupSearch, keys
 from .trials import Trials
@@ -71,7 +71,7 @@ class Procedure:
         if not self.mismatch_rows:
             return self.result(True, f"graph and eager AGREE (rtol={b.rtol:g}, atol={b.atol:g}); nothing to "
                                "bisect")
-        fresh = self.check_reference(graph)
+        fresh = check_reference(self.b, self.culprits, graph)
         self.trials.base = fresh
         fe_rows = [r for r in b.diff(fresh, eager) if not r.match]
         self.rounding = rounding_level(fe_rows, fresh.by_path(), eager.by_path(), b.np)
@@ -118,72 +118,6 @@ class Procedure:
                        + ("they agree" if not self.mismatch_rows else
                           f"{len(self.mismatch_rows)} value(s) differ"))
         return graph, eager
-
-    def check_reference(self, graph: Outcome) -> Outcome:
-        """The fresh compiled run trials compare with; the compiled reference's own culprits, if any."""
-        b = self.b
-        if b.fresh_graph is not None and b.jit:
-            fresh = b.run(b.fresh, graph_scope())
-            self._xla(graph, fresh)
-        elif b.fit_step is not None:
-            fresh = b.run(b.reference_fn, graph_scope())
-            self._stale_fit(graph, fresh)
-        elif b.fresh_graph is not None:
-            fresh = b.run(b.fresh, graph_scope())
-            stale_rows = [r for r in b.diff(graph, fresh) if not r.match]
-            before = (f"bisect traced {b.name} as the program's first call does (the program keeps that "
-                      "trace)"
-                      if b.first_call else f"{b.name} was traced before this call")
-            b.steps.append(f"{before}; a fresh trace of it "
-                           + ("computes the same as that graph" if not stale_rows else
-                              "computes differently from that graph: something it read while traced has "
-                              "changed"))
-            if stale_rows:
-                self.culprits += frozen_culprits(b, stale_rows)
-        else:
-            fresh = graph
-        return fresh
-
-    def _xla(self, graph: Outcome, fresh: Outcome) -> None:
-        b = self.b
-        xla_rows = [r for r in b.diff(graph, fresh) if not r.match]
-        b.steps.append(f"{b.name} is XLA-compiled (jit_compile=True); trials run without XLA, and without "
-                       f"XLA it computes {'the same' if not xla_rows else 'differently'}")
-        if xla_rows:
-            rounding = rounding_level(xla_rows, graph.by_path(), fresh.by_path(), b.np)
-            self.culprits.append(itself(b, xla_rows, graph, fresh, cause=Cause(
-                "float-rounding" if rounding else "xla",
-                "XLA (jit_compile=True) compiles the graph into different kernels"
-                + (", which round differently: not a bug in itself" if rounding else
-                   ": the same graph without XLA computes differently (try jit_compile=False)"),
-                [f"{r.path}: max |XLA - no XLA| {_compare._fmt_diff(r.max_abs_diff)}"
-                 for r in xla_rows[:3]])))
-
-    def _stale_fit(self, graph: Outcome, fresh: Outcome) -> None:
-        b = self.b
-        assert b.fit_step is not None
-        rows = [r for r in b.diff(graph, fresh) if not r.match]
-        stale = bool(rows) and not rounding_level(rows, graph.by_path(), fresh.by_path(), b.np)
-        label = b.fit_step.__name__
-        b.steps.append(f"{b.name} as fit runs it: the train function fit cached ({label}); a fresh trace of "
-                       + ("train_step computes differently: that cached graph is stale" if stale else
-                          "train_step computes the same" + (" (to float rounding)" if rows else "")))
-        if not stale:
-            return
-        names = sorted({f"{type(c.obj).__name__}.{n}" if c.obj is not None else n
-                        for c in b.tree.all() for _, n in c.watched})
-        cause = Cause("stale-train-function",
-                      "fit traced its train function when it first ran and runs that graph still: a Python "
-                      "value train_step reads has changed since (a flag, a schedule, an attribute), and only "
-                      "a new trace sees it; rebuild it with model.compile(...) or "
-                      "model.make_train_function(force=True) after changing it",
-                      [f"{r.path}: max |cached - fresh| {_compare._fmt_diff(r.max_abs_diff)}"
-                       for r in rows[:3]]
-                      + ([f"Python values train_step reads: {', '.join(names[:8])}"] if names else []))
-        c = itself(b, rows, graph, fresh, cause=cause)
-        c.qualname = c.name = label
-        c.kind = "tf.function"
-        self.culprits.append(c)
 
     def nondeterministic(self, fresh: Outcome, graph: Outcome, eager: Outcome) -> bool:
         """Ops with hidden state: when two compiled runs differ, their owners are the culprits."""
