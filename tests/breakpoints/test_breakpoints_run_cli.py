@@ -87,14 +87,16 @@ def test_eagerctl_run_stops_at_breakpoint_in_a_tf_function_body_on_every_call(tm
     assert len(values) == 3 and values[:2] == [[1.0, 2.0], [2.0, 3.9]]
     result = _result(output)
     assert result["losses"] == plain["losses"] and result["w"] == plain["w"]  # the same training
-    assert result["traces"] == plain["traces"] == 1  # the step stays one compiled function
+    assert result["traces"] == plain["traces"]  # the step stays compiled: no trace more than plain TF's
 
 
 def test_eagerctl_run_with_breakpoints_switched_off_leaves_tf_as_it_is(tmp_path: Path) -> None:
     program, _ = _write(tmp_path)
-    output = _run(["-m", "eagerctl", "run", program.name], tmp_path, ["p tf.executing_eagerly()", "c"],
+    output = _run(["-m", "eagerctl", "run", program.name], tmp_path, ["p tf.executing_eagerly()", "c"] * 3,
                   EAGERCTL_BREAKPOINTS="0")
-    # TensorFlow's own behaviour: one stop, while tracing, in AutoGraph's generated code, with a symbol.
+    # TensorFlow's own behaviour: a stop per trace (not per call), in AutoGraph's generated code,
+    # while a symbolic graph is built (Keras 2's optimizer makes TF trace the step twice, Keras 3's once).
     stops = _stops(output)
-    assert len(stops) == 1 and "__autograph_generated_file" in stops[0][0]
-    assert "(Pdb) False" in output  # a symbolic graph being built, not values
+    assert 1 <= len(stops) == _result(output)["traces"] < 3
+    assert all("__autograph_generated_file" in where for where, _, _ in stops)
+    assert re.findall(r"^\(Pdb\) (True|False)$", output, re.MULTILINE) == ["False"] * len(stops)
