@@ -215,3 +215,31 @@ def test_what_bisects_runs_print_goes_into_the_report_not_onto_stdout(
     assert out == "before\ntracing step\nafter\n"
     assert "tracing step" in report.printed and "step value 3" in report.printed
     assert f"bisect's runs of {report.name} printed (not the program's output):\n    | " in str(report)
+
+
+# -- interrupted -------------------------------------------------------------------------------------
+
+
+def test_a_keyboard_interrupt_in_bisects_runs_leaves_patches_state_and_stdout_as_they_were(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    from tensorflow.python.autograph.impl import api
+
+    stdout = sys.stdout
+    weights = tf.Variable([1.0, 2.0])
+
+    @tf.function
+    def step(x: Any) -> Any:
+        weights.assign_add(x)
+        if tf.executing_eagerly():
+            print("eager run")
+            raise KeyboardInterrupt  # Ctrl-C during bisect's eager reference run
+        return tf.reduce_sum(weights)
+
+    with pytest.raises(KeyboardInterrupt):
+        eagerctl.bisect(step, tf.constant([0.5, 0.5]))
+    # (other parts of eagerctl may patch converted_call themselves, installed at first use)
+    assert "Hooks.install" not in api.converted_call.__qualname__ and sys.stdout is stdout
+    np.testing.assert_array_equal(weights.numpy(), [1.0, 2.0])
+    print("still mine")
+    assert capfd.readouterr().out == "still mine\n"
+    assert eagerctl.bisect(lambda x: x * 2.0, tf.constant(1.0)).match  # nothing left locked
