@@ -586,7 +586,7 @@ class _Composite:
         self.parts = parts
 
 
-def _to_numpy(value: Any, np: Any) -> Any:
+def _to_numpy(value: Any, np: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
     if value is None:
         return value
     if isinstance(value, (str, bytes)):
