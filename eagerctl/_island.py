@@ -60,7 +60,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from . import _hook
+from . import _hook, _shutdown
 from ._errors import EagerctlError
 
 KEEP_PENDING = 2**16
@@ -1253,7 +1253,8 @@ def _eager_func_class() -> type:
             """TF's EagerFunc without its own tape (islands keep theirs)."""
 
             def __call__(self, device: Any, token: Any, args: Any) -> Any:
-                return self._call(device, args)
+                with _shutdown.running(self.island.name):  # refused once the interpreter exits
+                    return self._call(device, args)
 
         _EAGER_FUNC = IslandFunc
     return _EAGER_FUNC
