@@ -15,15 +15,15 @@ on raises `InterpreterExiting` at once (TF hands it to the op as an error, which
 stops the pipeline), and the handler waits, up to `EXIT_WAIT_SECONDS`, for the
 callbacks already running to return to TF.
 
-A `KeyboardInterrupt` raised inside a callback (Ctrl-C while the body runs in the
-main thread) would reach the user as TF's `UnknownError`, since TF turns every
-exception of a callback into an op error: it is delivered to the main thread
-again, as a `KeyboardInterrupt`.
+A `KeyboardInterrupt` raised inside a callback is left to TF, which makes it the
+op's `UnknownError` as for `tf.py_function`: Ctrl-C itself only interrupts the main
+thread, and island callbacks run in TF's threads. (Delivering it again to the main
+thread with `_thread.interrupt_main()` was tried: it lands inside pybind11's error
+handling and the user gets a `RuntimeError` about mismatched exceptions.)
 """
 
 from __future__ import annotations
 
-import _thread
 import atexit
 import threading
 from types import TracebackType
@@ -71,9 +71,6 @@ class _Running:
             _active -= 1
             if _active == 0:
                 _cond.notify_all()
-        if isinstance(exc, KeyboardInterrupt) and not _exiting:
-            # TF makes it an UnknownError of the op; the user pressed Ctrl-C.
-            _thread.interrupt_main()
 
 
 def running(name: str) -> _Running:
