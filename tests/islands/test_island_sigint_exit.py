@@ -156,7 +156,7 @@ def test_island_callbacks_never_enter_user_code_once_the_interpreter_exits() -> 
 ])
 def test_ctrl_c_ends_the_program_with_keyboard_interrupt(program: str, delays: tuple[float, ...]) -> None:
     procs = [_start(program) for _ in delays]
-    for proc, delay in zip(procs, delays, strict=True):
+    for proc in procs:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "READY True True\n", proc.communicate()[1][-3000:]
     start = time.monotonic()
