@@ -263,7 +263,7 @@ def test_outputs_that_change_shape_at_run_time_are_an_error() -> None:
 
 
 def test_gradient_of_a_dropped_run_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_island, "KEEP_PENDING", 1)
+    monkeypatch.setattr(_island.tapes, "KEEP_PENDING", 1)
 
     def body(x: Any) -> Any:
         return x * 3.0

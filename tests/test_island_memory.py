@@ -96,12 +96,12 @@ def test_gradient_every_tenth_step_keeps_only_the_runs_that_are_differentiated()
     per_call, _ = growth(run, calls=300)
     (island,) = islands_named("tenth")
     assert len(island.pending) == 0
-    assert len(island.done) <= _island.KEEP_DONE
+    assert len(island.done) <= _island.tapes.KEEP_DONE
     assert per_call < 4096, per_call
 
 
 def test_kept_tapes_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_island, "KEEP_BYTES", 8 * 2**20)
+    monkeypatch.setattr(_island.tapes, "KEEP_BYTES", 8 * 2**20)
     w = tf.Variable(2.0)
 
     def big(x: Any) -> Any:
@@ -112,7 +112,7 @@ def test_kept_tapes_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> Non
     with tf.GradientTape(persistent=True) as tape:
         ys = [f(x) for _ in range(40)]  # 40 runs wait for a gradient that never comes for most
         (island,) = islands_named("bounded")
-        assert 0 < island.pending_bytes <= _island.KEEP_BYTES
+        assert 0 < island.pending_bytes <= _island.tapes.KEEP_BYTES
         assert len(island.pending) < 40
     # The newest runs are still there: their gradients are right.
     assert np.isclose(float(tape.gradient(ys[-1], w)), float(tf.reduce_sum(x * tf.exp(x * w))), rtol=1e-5)

@@ -68,7 +68,7 @@ def test_an_island_in_a_1500_iteration_loop_has_the_compiled_gradient() -> None:
 
 def test_runs_are_still_bounded_by_their_estimated_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """A loop longer than the byte bound allows fails with the error naming the island and the fix."""
-    monkeypatch.setattr(_island, "KEEP_BYTES", 200 * _island.RUN_BYTES)
+    monkeypatch.setattr(_island.tapes, "KEEP_BYTES", 200 * _island.tapes.RUN_BYTES)
     xs = tf.zeros([STEPS, 1, 2])
     debugged, _, _ = make_rnn(True)
     with pytest.raises(tf.errors.UnknownError, match=re.escape(
