@@ -20,7 +20,8 @@ from typing import Any
 
 from .. import _compare
 from .._scope import graph_scope
-from .candidates import CallTree, code_of
+from .candidates import CallTree
+from .code import code_of
 from .hooks import Hooks, Session, installed_session, set_session
 from .inputs import FitStep, Iterators, where_of_model
 from .responder import Responder

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import _compare
-from .candidates import Candidate, is_user_code
+from .candidates import Candidate
+from .code import is_user_code
 from .report import Cause
 
 FLOAT_ROUNDING_RTOL = 1e-3

@@ -9,8 +9,9 @@ from typing import Any
 from .. import _compare
 from .._scope import graph_scope
 from .bisector import Bisector, Outcome
-from .candidates import Candidate, is_tf_function, where
+from .candidates import Candidate
 from .causes import SUMMARIES, explain, flags, source_findings, suspect_cause
+from .code import is_tf_function, where
 from .graphs import const_diffs, new_ops, short
 from .report import Cause, Culprit
 from .search import MAX_CULPRITS

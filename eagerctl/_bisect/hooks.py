@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from .candidates import Candidate, layer_classes
+from .candidates import Candidate
+from .code import layer_classes
 
 _local = threading.local()
 

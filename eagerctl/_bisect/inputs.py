@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _compare
-from .candidates import is_model, is_tf_function
+from .code import is_model, is_tf_function
 
 
 class FitStep:
@@ -146,7 +146,7 @@ def where_of_model(model: Any, method: str) -> str:
     """The model's own `method` (`train_step`, `call`) if it defines one, else where its class is defined."""
     import inspect
 
-    from .candidates import code_of, is_user_code, where
+    from .code import code_of, is_user_code, where
 
     code = code_of(getattr(type(model), method, None))
     if code is not None and is_user_code(code):

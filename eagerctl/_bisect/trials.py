@@ -13,7 +13,8 @@ from typing import Any
 from .. import _compare
 from .._scope import eager_scope, graph_scope
 from .bisector import Bisector, Outcome
-from .candidates import Candidate, is_tf_function
+from .candidates import Candidate
+from .code import is_tf_function
 
 
 class Trials:

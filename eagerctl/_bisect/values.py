@@ -18,7 +18,7 @@ import sys
 import types
 from typing import Any
 
-from .candidates import is_layer, is_user_code, is_user_file, keras_internal_names
+from .code import is_layer, is_user_code, is_user_file, keras_internal_names
 
 MISSING = object()
 _MAX_DEPTH = 4
