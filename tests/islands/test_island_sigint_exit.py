@@ -93,7 +93,7 @@ while True:
 # An atexit handler registered before eagerctl (so it runs after eagerctl's)
 # reads a pipeline whose `map` is an island: the island must not run.
 LATE = """\
-import atexit, os
+import atexit, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import tensorflow as tf
 
@@ -108,7 +108,9 @@ import eagerctl
 
 @eagerctl.debuggable
 def scale(x):
-    print("BODY", "eager" if tf.executing_eagerly() else "traced", flush=True)
+    # One write per line: the parallel map runs the body in two threads at once.
+    sys.stdout.write("BODY eager\\n" if tf.executing_eagerly() else "BODY traced\\n")
+    sys.stdout.flush()
     return x * 2
 
 pipeline = tf.data.Dataset.range(3).map(scale, num_parallel_calls=2)
@@ -145,13 +147,14 @@ def test_island_callbacks_never_enter_user_code_once_the_interpreter_exits() -> 
     assert code == 0, err[-3000:]
     lines = out.splitlines()
     # While the program runs: traced once, then once per element, eagerly.
-    assert lines[:5] == ["BODY traced", "BODY eager", "BODY eager", "BODY eager", "RUN [0, 2, 4]"], out
+    assert lines[0] == "BODY traced", out
+    assert sorted(lines[1:4]) == ["BODY eager"] * 3 and lines[4] == "RUN [0, 2, 4]", out
     # At exit the body never runs again, and the pipeline fails with eagerctl's reason.
     assert lines[5:] == ["REFUSED UnknownError True"], out
 
 
 @pytest.mark.parametrize(("program", "delays"), [
-    pytest.param(MAP_FIT, (0.0, 0.7), id="tf.data-map-island-and-fit"),
+    pytest.param(MAP_FIT, (0.3,), id="tf.data-map-island-and-fit"),
     pytest.param(CUSTOM_STEP, (0.3,), id="custom-step-with-island"),
 ])
 def test_ctrl_c_ends_the_program_with_keyboard_interrupt(program: str, delays: tuple[float, ...]) -> None:
