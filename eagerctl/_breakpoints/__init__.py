@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
-from .. import _hook
+from .. import _env, _hook
+from .._errors import EagerctlWarning
 from . import _table, _traces
 
 ENV = "EAGERCTL_BREAKPOINTS"
@@ -37,7 +39,16 @@ _asked: bool | None = None  # what breakpoints() was last told
 
 
 def _env_enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    """EAGERCTL_BREAKPOINTS, read as `EAGERCTL_DEBUGGABLE` is (one parser); a word it does not know warns."""
+    raw = os.environ.get(ENV)
+    if raw is None:
+        return True
+    value = _env.parse(raw)
+    if value is None:  # read at `import eagerctl`, which must not fail: say so, and stay on
+        warnings.warn(f"{ENV}={raw!r} is not understood, so breakpoint islands stay on: "
+                      f"{_env.advice('compiled graphs ignore breakpoints')}", EagerctlWarning, stacklevel=2)
+        return True
+    return value
 
 
 def breakpoints(enabled: bool | None = None) -> bool:
