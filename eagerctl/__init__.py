@@ -18,7 +18,7 @@ from ._errors import EagerctlError, EagerctlWarning
 from ._hook import install as install_hook
 from ._hook import uninstall as uninstall_hook
 from ._scope import Scope, eager_scope, graph_scope, reset
-from ._status import ScopeInfo, Status, is_eager, status
+from ._status import ReplayInfo, ScopeInfo, Status, is_eager, status
 from ._version import __version__ as __version__
 
 if _typing.TYPE_CHECKING:  # what type checkers and the API reference see; at run time, _LAZY below
@@ -52,6 +52,7 @@ __all__ = [
     "EagerctlWarning",
     "IslandError",
     "ReplayError",
+    "ReplayInfo",
     "Scope",
     "ScopeInfo",
     "Status",

@@ -60,9 +60,16 @@ def breakpoints(enabled: bool | None = None) -> bool:
     compiled graph runs it. Turning it off retraces those graphs without
     islands at their next call; turning it on again retraces them with islands.
 
-    Example::
+    Args:
+        enabled: True or False to switch; None (the default) only reports.
 
+    Returns:
+        Whether breakpoint islands are on, after the switch.
+
+    Example:
+        ```python
         eagerctl.breakpoints(False)   # compiled graphs ignore breakpoints again
+        ```
     """
     global _asked
     if enabled is None:
