@@ -8,7 +8,7 @@
 - `%reload_ext eagerctl` keeps `%eager on` (and what `%debuggable` replaced),
   and says so; `%unload_ext` ends it, as documented.
 
-The kernel and its driver are tests/test_notebook.py's.
+The kernel and its driver are tests/notebook/test_notebook.py's.
 """
 
 from __future__ import annotations

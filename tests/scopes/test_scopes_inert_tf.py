@@ -15,8 +15,8 @@ included:
 - `used`: eagerctl's hook installed (a scope entered and exited, as in a
   program that used eagerctl earlier), no scope in force now.
 
-Under eagerctl's own scopes its fixes still apply (tests/test_distribute.py,
-tests/test_state_tf_machinery.py and `test_the_fixes_apply_under_eagerctls_scopes` here).
+Under eagerctl's own scopes its fixes still apply (tests/distribute/test_distribute.py,
+tests/scopes/test_state_tf_machinery.py and `test_the_fixes_apply_under_eagerctls_scopes` here).
 
 The programs are in tests/scopes/inert_tf_programs.py, which those processes
 run; tests/plugin/test_plugin_inert.py runs them in a pytest session.

@@ -168,7 +168,7 @@ def test_flag_and_scopes_clean_at_the_end(mirrored: dict[str, Any]) -> None:
     assert mirrored["end"] == {"flag": False, "scopes": 0}
 
 
-# -- the scenario, run in a fresh process: python tests/test_distribute.py mirrored ---------------
+# -- the scenario, run in a fresh process: python tests/distribute/test_distribute.py mirrored ---------------
 
 RUNS: list[tuple[str, str, bool]] = []
 

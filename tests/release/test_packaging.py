@@ -22,7 +22,7 @@ import pytest
 import eagerctl
 from eagerctl._cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_one_version_everywhere(capsys: pytest.CaptureFixture[str]) -> None:

@@ -913,7 +913,7 @@ def test_tf_pattern_unchanged_by_the_default_guard(tfdir: pytest.Pytester) -> No
 
 
 def test_docs_example_shows_what_pytest_prints(pytester: pytest.Pytester) -> None:
-    page = (Path(__file__).resolve().parent.parent / "docs" / "pytest-plugin.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "pytest-plugin.md").read_text()
     code = re.search(r"```python\n(# test_step\.py\n.*?)```", page, re.DOTALL)
     console = re.search(r"```console\n(.*?)```", page, re.DOTALL)
     assert code is not None and console is not None
@@ -965,7 +965,7 @@ def test_interrupted_session_leaves_nothing_behind(tfdir: pytest.Pytester) -> No
 def test_with_this_repos_own_idle_fixture_a_leak_fails_one_test_only(pytester: pytest.Pytester) -> None:
     # tests/conftest.py fails a test that leaves a scope active, and exits
     # nothing; the plugin exits it (and says so), so the next test is not failed too.
-    conftest = (Path(__file__).resolve().parent / "conftest.py").read_text()
+    conftest = (Path(__file__).resolve().parents[1] / "conftest.py").read_text()
     pytester.makeconftest(conftest + PROBE)
     pytester.makepyfile(
         """

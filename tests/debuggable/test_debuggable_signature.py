@@ -98,7 +98,7 @@ loss("one")
 
 def test_type_checkers_see_the_original_signatures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     api = pytest.importorskip("mypy.api")
-    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # where mypy finds eagerctl's source
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # where mypy finds eagerctl's source
     source = tmp_path / "snippet.py"
     source.write_text(textwrap.dedent(MYPY_SNIPPET))
     out, _, _ = api.run([str(source), "--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),

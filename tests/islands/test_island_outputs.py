@@ -278,7 +278,7 @@ os._exit(0)
 def test_recursive_false_islands_from_two_threads_with_an_inter_op_thread_to_spare() -> None:
     # The documented remedy for the py_function-style deadlock: more inter-op
     # threads than threads running such islands at once (set before TF starts).
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
                TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", THREADS_PROGRAM], capture_output=True, text=True,

@@ -22,7 +22,7 @@ import eagerctl
 from eagerctl import EagerctlError, EagerctlWarning
 
 keras = tf.keras
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def max_rel_err(got: list[Any], want: list[Any]) -> float:

@@ -18,7 +18,7 @@ from tensorflow.python.saved_model import function_deserialization
 import eagerctl
 from eagerctl import EagerctlError, _distribute, _hook
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_python(code: str) -> dict[str, object]:

@@ -16,7 +16,7 @@ ipykernel 6 with TF 2.13), and checks
   story is checked, as for the docs pages.
 
 After a change that alters what the notebook shows, store it again with
-`EAGERCTL_UPDATE_NOTEBOOK=1 .venv/bin/python -m pytest -n 0 tests/test_notebook_example.py`
+`EAGERCTL_UPDATE_NOTEBOOK=1 .venv/bin/python -m pytest -n 0 tests/notebook/test_notebook_example.py`
 (and read the diff). Only the cell tagged `raises-exception` may fail.
 """
 
@@ -37,7 +37,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from test_docs_examples import normalise
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "examples" / "debugging_in_a_notebook.ipynb"
 UPDATE = os.environ.get("EAGERCTL_UPDATE_NOTEBOOK") == "1"
 STORED_KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}

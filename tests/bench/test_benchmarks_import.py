@@ -22,7 +22,7 @@ import pytest
 
 import eagerctl
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOOLS = (
     "eagerctl._bisect", "eagerctl._compare", "eagerctl._debuggable", "eagerctl._ipython", "eagerctl._island",
 )

@@ -16,7 +16,7 @@ from helpers import make_probe, mode_of
 
 import eagerctl
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_nested_tf_functions_run_eagerly_during_the_call_only() -> None:

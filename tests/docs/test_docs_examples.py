@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CHILD_PAGE = os.environ.get("EAGERCTL_DOCS_PAGE")
 REPO_BLOB = "https://github.com/eagerctl/eagerctl/blob/main/"
