@@ -1,6 +1,7 @@
 """@debuggable(island=False) called while a graph is traced: warn once, build the body into the graph.
 
-(With the default `island=True` such a call becomes an eager island instead: tests/islands/test_island_debuggable.py.)
+(With the default `island=True` such a call becomes an eager island instead:
+tests/islands/test_island_debuggable.py.)
 """
 
 from __future__ import annotations
