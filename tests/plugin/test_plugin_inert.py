@@ -82,7 +82,12 @@ def _records(stdout: str) -> dict[str, Any]:
 def test_a_session_that_uses_no_eagerctl_feature_runs_tf_untouched(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_project=INNER)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *PLUGIN, "-s", "-q", timeout=600)
-    result.assert_outcomes(passed=3, warnings=1)
+    # The guard's one warning; Keras 2 (TF 2.13) may add deprecation warnings of its own.
+    outcomes = result.parseoutcomes()
+    counts = (outcomes.get("passed"), outcomes.get("failed", 0), outcomes.get("errors", 0))
+    assert counts == (3, 0, 0), outcomes
+    assert outcomes.get("warnings", 0) >= 1
+    assert result.stdout.str().count("set tf.config.run_functions_eagerly(True)") == 1
     record = _records(result.stdout.str())
     assert record["plugin_loaded"] is True
     assert record["hook_installed"] is False
