@@ -9,10 +9,13 @@ drift; the median of each side's own per-op times is reported next to it.
 from __future__ import annotations
 
 import gc
+import json
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # A runner executes `n` operations and returns the seconds they took. Most
 # runners time their own loop, so a runner may also time only the part of each
@@ -99,3 +102,13 @@ def interleave(
         for name, values in per_round.items()
     }
     return Result(sides, ratios, anchor, counts, rounds)
+
+
+def report_standalone(rows: list[Any], started: float, quick: bool, json_path: str | None) -> None:
+    """The end of a standalone benchmark script's run: the load it ran under, and its JSON if asked."""
+    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    print(f"\n{'quick' if quick else 'full'} run, {time.perf_counter() - started:.0f} s; "
+          f"load average at end {load}")
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump({"rows": rows, "load_average_end": load, "quick": quick}, fh, indent=1)

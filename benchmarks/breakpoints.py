@@ -23,7 +23,6 @@ Targets are reported, never asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -130,12 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [measure(key, build, rounds=rounds, seconds=seconds)
             for key, build in (("tiny", _tiny), ("mlp", _mlp))]
     print(table(rows))
-    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    print(f"\n{'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.0f} s; "
-          f"load average at end {load}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "load_average_end": load, "quick": args.quick}, fh, indent=1)
+    _harness.report_standalone(rows, started, args.quick, args.json)
     return 0
 
 
