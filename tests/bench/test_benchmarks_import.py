@@ -23,6 +23,8 @@ import pytest
 import eagerctl
 
 ROOT = Path(__file__).resolve().parents[2]
+# The package as imported: the checkout, or the installed wheel when CI tests that from outside it.
+PACKAGE = Path(eagerctl.__file__).resolve().parent
 TOOLS = (
     "eagerctl._bisect", "eagerctl._compare", "eagerctl._debuggable", "eagerctl._ipython", "eagerctl._island",
 )
@@ -90,7 +92,7 @@ def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
 def test_type_checkers_see_every_lazy_name() -> None:
     # mypy and the API reference read the `if TYPE_CHECKING:` imports: each lazy
     # name is imported there from the module the table names.
-    tree = ast.parse((ROOT / "eagerctl" / "__init__.py").read_text())
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
     seen: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -103,7 +105,7 @@ def test_type_checkers_see_every_lazy_name() -> None:
 
 def test_the_api_reference_documents_every_exported_name() -> None:
     griffe = pytest.importorskip("griffe")
-    package = griffe.load("eagerctl", search_paths=[str(ROOT)], resolve_aliases=True)
+    package = griffe.load("eagerctl", search_paths=[str(PACKAGE.parent)], resolve_aliases=True)
     for name in eagerctl.__all__:
         member = package.members[name]
         assert member.is_exported, name
