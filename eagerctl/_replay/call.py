@@ -60,38 +60,53 @@ def _checker(plan: state.Plan, check_variables: bool) -> Any:
 def _all_finite(plan: state.Plan, check_variables: bool, outputs: list[Any]) -> bool:
     """The fused check, one boolean to the host: a compiled call, or for one or two outputs eager ops."""
     if not check_variables and len(outputs) <= _EAGER_CHECKS:
-        import tensorflow as tf
-
-        flag = None
-        for tensor in outputs:
-            finite = tf.reduce_all(tf.math.is_finite(tensor))
-            flag = finite if flag is None else tf.logical_and(flag, finite)
-        return flag is None or bool(flag)
+        return all(_finite(tensor) for tensor in outputs)
     key = (check_variables, *((t.dtype, tuple(t.shape)) for t in outputs))
     concrete = plan.concrete_checks.get(key)
     if concrete is None:
         checker = _checker(plan, check_variables)
         if len(plan.concrete_checks) >= _MAX_SIGNATURES:  # shapes that keep changing: TF's own cache
             return bool(checker(outputs))
-        concrete = checker.get_concrete_function(outputs)
+        concrete = state.flat_caller(checker.get_concrete_function(outputs))
         plan.concrete_checks[key] = concrete
-    return bool(concrete(outputs))  # a ConcreteFunction: no tf.function dispatch per call
+    return bool(concrete(outputs)[0])  # the graph function itself: no tf.function dispatch per call
 
 
+def _finite(tensor: Any) -> bool:
+    """`reduce_all(is_finite(tensor))` in TF's kernels, without `tf.reduce_all`'s Python."""
+    from tensorflow.python.ops import gen_math_ops
+
+    flags = gen_math_ops.is_finite(tensor)
+    rank = len(tensor.shape)
+    if rank:
+        axes = _AXES.get(rank)
+        if axes is None:
+            import tensorflow as tf
+
+            axes = _AXES[rank] = tf.range(rank)
+        flags = gen_math_ops._all(flags, axes)
+    return bool(flags)
+
+
+_AXES: dict[int, Any] = {}  # rank -> the int32 tensor of all its axes (a host tensor: reduction axes are)
 _MAX_SIGNATURES = 16
 _EAGER_CHECKS = 2  # outputs checked with eager ops: cheaper than a function call up to here
 
 
 def _float_outputs(result: Any) -> list[Any]:
     import tensorflow as tf
+    from tensorflow.python.util import nest
 
+    Optional, Tensor = tf.experimental.Optional, tf.Tensor
+    if isinstance(result, Tensor):  # a train step's loss: the usual case, without nest
+        return [result] if result.dtype.is_floating else []
     out = []
-    for leaf in tf.nest.flatten(result):
-        if isinstance(leaf, tf.experimental.Optional):
+    for leaf in nest.flatten(result):
+        if isinstance(leaf, Optional):
             # Keras 3's train function returns its logs in an Optional.
             if bool(leaf.has_value()):
                 out += _float_outputs(leaf.get_value())
-        elif isinstance(leaf, tf.Tensor) and leaf.dtype.is_floating:
+        elif isinstance(leaf, Tensor) and leaf.dtype.is_floating:
             out.append(leaf)
     return out
 

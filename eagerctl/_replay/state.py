@@ -32,7 +32,7 @@ class Plan:
 
     tracing_count: int
     handles: list[tuple[Any, Any]]  # (resource handle, dtype)
-    reader: Any  # ConcreteFunction returning the handles' values, or None when there are none
+    reader: Any  # a compiled read of the handles' values (`flat_caller`), or None when there are none
     checkers: dict[bool, Any] = field(default_factory=dict)  # check_variables -> tf.function
     concrete_checks: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # signature -> its concrete
 
@@ -64,6 +64,32 @@ def written_handles(concrete: Any) -> list[tuple[Any, Any]]:
     return out
 
 
+def flat_caller(concrete: Any) -> Any:
+    """`concrete` as a function of its flat tensor inputs (its captures appended), returning its flat outputs.
+
+    The calls eagerctl makes on every monitored call (the read of the written
+    variables, the fused check) go to the registered graph function directly,
+    as `ConcreteFunction._call_flat` does in the end: TF's own `__call__` binds
+    and flattens structured arguments and checks for a gradient tape first,
+    which costs about as much again as running the small graph (none of it
+    applies to these functions: no structure, no gradient). A TF without that
+    entry point gets the plain call.
+    """
+    captured = list(concrete.captured_inputs)
+    try:
+        atomic = concrete._inference_function
+        call_function, name = atomic._bound_context.call_function, atomic.name
+        count = len(atomic.function_type.flat_outputs)
+    except AttributeError:  # another TF's internals: the public, slower path
+        return lambda inputs: list(concrete(*inputs) if inputs else concrete())
+
+    def call(inputs: list[Any]) -> list[Any]:
+        return call_function(name, [*inputs, *captured], count) or []
+
+    call.concrete = concrete  # type: ignore[attr-defined]  # alive: its graph function is unregistered with it
+    return call
+
+
 def _reader(handles: list[tuple[Any, Any]]) -> Any:
     if not handles:
         return None
@@ -73,7 +99,7 @@ def _reader(handles: list[tuple[Any, Any]]) -> Any:
     def read() -> list[Any]:
         return [gen_resource_variable_ops.read_variable_op(h, dtype) for h, dtype in handles]
 
-    return tf.function(read, autograph=False).get_concrete_function()
+    return flat_caller(tf.function(read, autograph=False).get_concrete_function())
 
 
 def plan_for(fn: Any, args: tuple[Any, ...], kwds: dict[str, Any]) -> Plan:
@@ -116,7 +142,7 @@ def snapshot(plan: Plan) -> list[Any]:
 
         read = gen_resource_variable_ops.read_variable_op
         return [read(handle, dtype) for handle, dtype in plan.handles]
-    return list(plan.reader())
+    return plan.reader([])  # type: ignore[no-any-return]
 
 
 def read_now(plan: Plan) -> list[Any]:
@@ -136,9 +162,21 @@ def iterators_in(args: tuple[Any, ...], kwds: dict[str, Any]) -> list[Any]:
     """The tf.data iterators among the call's arguments (top level, as Keras passes them)."""
     found = []
     for value in (*args, *kwds.values()):
+        # A tensor first: its failing attribute lookup is slow (TF formats a message), most arguments are one.
+        if type(value) in _PLAIN or isinstance(value, _tensor_type()):
+            continue
         if hasattr(value, "_iterator_resource") or hasattr(value, "_iterators"):
             found.append(value)
     return found
+
+
+_PLAIN = frozenset({int, float, bool, str, bytes, type(None)})
+
+
+def _tensor_type() -> Any:
+    from tensorflow.python.types import core
+
+    return core.Tensor
 
 
 def save_iterators(iterators: list[Any]) -> list[Any]:
