@@ -23,7 +23,7 @@ from . import callbacks
 from .arguments import _Arguments
 from .callbacks import _is_async
 from .context import _Carry
-from .errors import IslandError
+from .errors import IslandError, interrupt_behind
 from .gradients import (
     _COMPOSITE_GRADIENT_OPS,
     _FORWARD_OP_TYPE,
@@ -69,8 +69,12 @@ class _Scratch:
                     out = converted(*args, **kwargs)
                     self.read_values = _TraceValues.made.get(threading.get_ident(), 0) > made
                 self.out = tf.nest.map_structure(_as_output, out, expand_composites=True)
-            except Exception as exc:
+            except BaseException as exc:
                 losses.added(before, restore=True)
+                # Ctrl-C, also when TF's C++ layer turned it into a SystemError or
+                # TypeError: no tracing advice (`build` raises the KeyboardInterrupt).
+                if not isinstance(exc, Exception) or interrupt_behind(exc) is not None:
+                    raise
                 raise IslandError(
                     f"@debuggable function {island.name!r} could not be traced to learn its outputs, "
                     f"which an eager island needs before it runs ({type(exc).__name__}: {exc}). "
@@ -97,7 +101,21 @@ class _Scratch:
 
 
 def build(island: Any) -> Any:
-    """Learn the island's facts from a scratch trace, insert its op; the op's outputs, packed."""
+    """Learn the island's facts from a scratch trace, insert its op; the op's outputs, packed.
+
+    Ctrl-C anywhere in it reaches the caller as `KeyboardInterrupt`, also when it
+    landed in a callback of TF's C++ layer, which reports it as another error.
+    """
+    try:
+        return _build(island)
+    except Exception as exc:
+        interrupt = interrupt_behind(exc)
+        if interrupt is None:
+            raise
+    raise interrupt
+
+
+def _build(island: Any) -> Any:
     from tensorflow.python.eager import record
     from tensorflow.python.framework import ops
 
