@@ -63,8 +63,11 @@ def _written_bytes(step: Any, args: tuple[Any, ...]) -> tuple[int, int, int]:
     return written, len(plan.handles), captured
 
 
+SIDES = ("compiled", "replay", "replay_vars", "check_numerics", "eager")
+
+
 def measure(key: str, builder: Callable[[], _workloads.Workload], *, rounds: int,
-            seconds: float) -> dict[str, Any]:
+            seconds: float, sides: Sequence[str] = SIDES) -> dict[str, Any]:
     import tensorflow as tf
 
     import eagerctl
@@ -85,6 +88,7 @@ def measure(key: str, builder: Callable[[], _workloads.Workload], *, rounds: int
         "check_numerics": _harness.loop(lambda: checked.step(*checked.args)),
         "eager": _in(eagerctl.eager_scope, step, args),
     }
+    runners = {name: runner for name, runner in runners.items() if name in sides}
     result = _harness.interleave(runners, "compiled", rounds=rounds, seconds=seconds)
     written, count, captured = _written_bytes(step, args)
     return {
@@ -92,7 +96,8 @@ def measure(key: str, builder: Callable[[], _workloads.Workload], *, rounds: int
         "name": work.name,
         "per_step_s": {name: side.per_op for name, side in result.sides.items()},
         "ratio": dict(result.ratios),
-        "replay_vs_check_numerics": result.ratios["replay"] / result.ratios["check_numerics"],
+        "replay_vs_check_numerics": (result.ratios["replay"] / result.ratios["check_numerics"]
+                                     if "check_numerics" in result.ratios else None),
         "written_variables": count,
         "written_bytes": written,
         "captured_bytes": captured,
@@ -137,6 +142,41 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{row['captured_bytes'] / 2**20:.2f} MiB) |"
         )
     return "\n".join(lines)
+
+
+def rows(cfg: Any) -> list[Any]:
+    """The rows of `python -m benchmarks` (its `replay` group): one per train step, and the fixed cost.
+
+    The runner's train steps report the eager step already; here, per step:
+    replay() against the plain compiled step (the target), with
+    `enable_check_numerics()` (the anchor to beat) and `check_variables=True`
+    beside it in the same rounds. `--quick` measures the MLP only.
+    """
+    from benchmarks._figures import Row, fmt_bytes, fmt_time
+
+    sides = ("compiled", "replay", "replay_vars", "check_numerics")
+    steps = [("mlp", _workloads.mlp), ("conv", _workloads.conv)]
+    out = []
+    for key, builder in steps[:1] if cfg.quick else steps:  # --quick: the MLP (its traces take seconds)
+        m = measure(key, builder, rounds=cfg.workload_rounds, seconds=cfg.workload_seconds, sides=sides)
+        t, r = m["per_step_s"], m["ratio"]
+        out.append(Row(
+            f"replay_{key}", f"`replay()` on the {m['name'].split(' (')[0]}",
+            fmt_time(t["replay"]),
+            f"compiled: {fmt_time(t['compiled'])}; `enable_check_numerics()`: "
+            f"{fmt_time(t['check_numerics'])} ({r['check_numerics']:.2f}x)",
+            r["replay"], f"at most {TARGET:.2f}", bound=TARGET,
+            note=(f"with `check_variables=True` {r['replay_vars']:.3f}x; kept per step: one copy of the "
+                  f"{m['written_variables']} variables it writes, {fmt_bytes(m['written_bytes'])}"),
+            data={"replay": m}).judge())
+    m = measure("tiny", tiny, rounds=cfg.workload_rounds, seconds=cfg.workload_seconds,
+                sides=("compiled", "replay"))
+    t = m["per_step_s"]
+    out.append(Row(
+        "replay_fixed", "`replay()`, fixed cost per call (a one-`assign_add` step)",
+        f"+{fmt_time(t['replay'] - t['compiled'])} per call", f"compiled: {fmt_time(t['compiled'])}",
+        m["ratio"]["replay"], "none (what a fast step pays)", data={"replay": m}))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

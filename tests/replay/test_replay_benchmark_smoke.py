@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import tensorflow as tf  # noqa: F401 - imported at collection, as the other tests do (TF sets env vars)
 
@@ -22,3 +24,24 @@ def test_replay_benchmark_runs_and_counts_the_kept_bytes() -> None:
     text = bench.table([row])
     assert text.splitlines()[0].startswith("| train step | compiled | replay() |")
     assert "tiny step (one assign_add)" in text and "us per call (no target)" in text
+
+
+def test_the_runner_has_the_replay_rows(tmp_path: Path, capsys: Any) -> None:
+    """`python -m benchmarks --quick --only replay`: the MLP row with its anchors, and the fixed cost."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks import run
+
+    out = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "replay", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| `replay()` on the 512-wide MLP train step | " in printed
+    figures = {f["key"]: f for f in json.loads(out.read_text())["figures"]}
+    assert set(figures) == {"replay_mlp", "replay_fixed"}  # --quick: the conv step only in a full run
+    mlp = figures["replay_mlp"]
+    assert mlp["bound"] == 1.10 and isinstance(mlp["met"], bool) and mlp["ratio"] > 0
+    assert "`enable_check_numerics()`: " in mlp["anchor"]
+    sides = mlp["replay"]["ratio"]
+    assert set(sides) == {"compiled", "replay", "replay_vars", "check_numerics"} and sides["compiled"] == 1.0
+    assert mlp["replay"]["written_variables"] == 19  # 3 kernels + 3 biases, Adam's two slots each, iterations
+    assert figures["replay_fixed"]["bound"] is None
