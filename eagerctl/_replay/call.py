@@ -162,6 +162,8 @@ def call(act: Activation, original: Any, fn: Any, args: tuple[Any, ...], kwds: d
     iterators = state.iterators_in(args, kwds)
     kept = Kept(act, fn, args, kwds, step, plan, state.snapshot(plan), iterators,
                 state.save_iterators(iterators) if iterators else [])
+    if iterators and id(fn) not in act.warned:
+        _warn_unsaved(kept)
     try:
         result = original(fn, *args, **kwds)
     except Exception as exc:
@@ -180,6 +182,36 @@ def call(act: Activation, original: Any, fn: Any, args: tuple[Any, ...], kwds: d
     return result  # not reached
 
 
+def _warn_unsaved(kept: Kept) -> None:
+    """Say at its first call, not hours later at a failure, that this function's calls cannot be replayed."""
+    unsaved = [s for s in kept.iter_before if isinstance(s, str)]
+    if not unsaved:
+        return
+    import warnings
+
+    from .._errors import EagerctlWarning
+
+    kept.act.warned.add(id(kept.fn))
+    warnings.warn(f"eagerctl.replay(): calls of tf.function {kept.name!r} cannot be replayed: {unsaved[0]}. "
+                  "They run compiled as usual, and a failing one is still reported (which call, what "
+                  "failed), without a replay.", EagerctlWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """`warnings.warn` stacklevel of the nearest frame outside eagerctl, TF and Keras (the user's call)."""
+    import os
+
+    skip = [os.path.dirname(os.path.dirname(__file__))]
+    for name in ("tensorflow", "keras", "tf_keras"):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            skip.append(os.path.dirname(path))
+    frame, level = sys._getframe(2), 2  # getframe(k) is stacklevel k: 1 warns, 2 is call()
+    while frame is not None and frame.f_code.co_filename.startswith(tuple(skip)):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level if frame is not None else 2
+
+
 def _is_op_error(exc: BaseException) -> bool:
     from tensorflow.python.framework import errors
 
@@ -193,7 +225,7 @@ def _replay(kept: Kept, reason: str, compiled_error: BaseException | None, *,
     unsaved = [s for s in iter_before if isinstance(s, str)]
     if unsaved:
         raise ReplayError(function=name, step=step, reason=reason, site=None, compiled_error=compiled_error,
-                          detail=f"not replayed: the batch could not be kept: {unsaved[0]}",
+                          detail=f"not replayed: the batch could not be kept: {unsaved[0]}.",
                           state=STATE_NOTE) from compiled_error
     after = state.read_now(plan)
     iter_after = state.save_iterators(iterators) if iterators else []

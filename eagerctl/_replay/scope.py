@@ -46,7 +46,7 @@ class Activation:
     """
 
     __slots__ = ("below", "check_variables", "code", "counts", "ended", "lasti", "post_mortem", "replay",
-                 "replaying", "thread", "token")
+                 "replaying", "thread", "token", "warned")
 
     def __init__(self, post_mortem: bool, check_variables: bool, below: Activation | None, *,
                  replay: Replay | None = None, code: CodeType | None = None, lasti: int = -1) -> None:
@@ -55,6 +55,7 @@ class Activation:
         self.below = below
         self.replay = replay
         self.counts: dict[int, int] = {}
+        self.warned: set[int] = set()  # the functions already warned about (a batch that cannot be kept)
         self.replaying = False
         self.ended = False
         self.token: contextvars.Token[Activation | None] | None = None

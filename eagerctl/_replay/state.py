@@ -184,6 +184,15 @@ def save_iterators(iterators: list[Any]) -> list[Any]:
     return [_save(it) for it in iterators]
 
 
+DISTRIBUTED = (
+    "it reads a distributed iterator ({kind}), whose state TensorFlow cannot save: Keras fit, evaluate "
+    "and predict under a tf.distribute strategy pass one, as does iter() of a distributed dataset. To replay "
+    "such a step: run the same fit without the strategy (one device) inside replay(), or write the loop "
+    "yourself: iterate the distributed dataset in Python (for batch in dist_dataset: ...) and pass each "
+    "batch to a tf.function that calls strategy.run; replay() runs that step's replicas eagerly"
+)
+
+
 def _save(iterator: Any) -> Any:
     reason = _unsaveable.get(iterator)
     if reason is not None:
@@ -192,8 +201,7 @@ def _save(iterator: Any) -> Any:
 
     resource = getattr(iterator, "_iterator_resource", None)
     if resource is None:
-        reason = (f"{type(iterator).__name__} (a distributed iterator) cannot be saved; "
-                  "iterate it in Python and pass the batch to the step instead")
+        reason = DISTRIBUTED.format(kind=type(iterator).__name__)
     else:
         try:
             return gen_dataset_ops.serialize_iterator(resource, external_state_policy=_IGNORE_EXTERNAL_STATE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -53,13 +54,20 @@ def test_an_iterator_that_cannot_be_saved_is_reported_not_replayed() -> None:
     dataset = tf.data.Dataset.from_generator(gen, output_signature=tf.TensorSpec((2,), tf.float32))
     step, total, _ = make_step()
     iterator = iter(dataset)
-    with pytest.raises(eagerctl.ReplayError) as info, eagerctl.replay():
-        step(iterator)
-        step(iterator)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(eagerctl.ReplayError) as info, eagerctl.replay():
+            step(iterator)
+            step(iterator)
     error = info.value
     assert error.step == 2 and error.site is None
     assert "not replayed: the batch could not be kept: its tf.data iterator cannot be saved" in str(error)
     assert float(total.numpy()) == 8.0
+    # Said once, at the first call (not only when a call fails), pointing at the program's line.
+    ours = [w for w in caught if issubclass(w.category, eagerctl.EagerctlWarning)]
+    assert len(ours) == 1 and ours[0].filename == __file__
+    head = "eagerctl.replay(): calls of tf.function 'step' cannot be replayed: its tf.data iterator cannot be"
+    assert str(ours[0].message).startswith(head)
 
 
 def test_a_call_that_fails_only_compiled_is_reported_as_a_difference() -> None:
