@@ -25,12 +25,27 @@ def _noop(*_args: Any, **_kwargs: Any) -> None:
     return None
 
 
+_MONITORING = "_pydevd_sys_monitoring.pydevd_sys_monitoring"
+
+
+def _pydevd_monitoring() -> Any:
+    """pydevd's `sys.monitoring` tracer (Python 3.12+), when pydevd traces that way; else None."""
+    tracing = sys.modules.get("pydevd_tracing")
+    if not getattr(tracing, "PYDEVD_USE_SYS_MONITORING", False):
+        return None
+    module = sys.modules.get(_MONITORING)
+    return module if callable(getattr(module, "suspend_current_thread_tracing", None)) else None
+
+
 def _settrace() -> Callable[[Any], None]:
     # Under pydevd, its own SetTrace: it wraps sys.settrace to warn that a program is
-    # taking tracing away from the debugger.
+    # taking tracing away from the debugger. (With sys.monitoring it refuses to run:
+    # there, sys.settrace is only a bdb debugger's, and pydevd is silenced on its own.)
     tracing = sys.modules.get("pydevd_tracing")
     set_trace = getattr(tracing, "SetTrace", None)
-    return set_trace if callable(set_trace) else sys.settrace
+    if getattr(tracing, "PYDEVD_USE_SYS_MONITORING", False) or not callable(set_trace):
+        return sys.settrace
+    return set_trace  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -45,15 +60,23 @@ def silenced() -> Iterator[None]:
             patched.append((module, module.set_trace))
     settrace = _settrace()
     settrace(None)
+    # pydevd on Python 3.12+ traces through sys.monitoring, for every thread at once: this thread's
+    # own switch turns it off here (its events return early; nothing is disabled for other threads).
+    monitoring = _pydevd_monitoring()
+    was_tracing = bool(monitoring.suspend_current_thread_tracing()) if monitoring is not None else False
     sys.breakpointhook = _noop
     for module, _ in patched:
         module.set_trace = _noop
+    _table.local.quiet = getattr(_table.local, "quiet", 0) + 1  # a door's watch on calls ignores this body
     try:
         yield
     finally:
+        _table.local.quiet -= 1
         for module, original in patched:
             module.set_trace = original
         sys.breakpointhook = hook
+        if was_tracing:
+            monitoring.resume_current_thread_tracing()
         settrace(trace)
 
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+import threading
 from collections.abc import Callable
 from typing import Any
 
 PYDEVD_CONSTANTS = "_pydevd_bundle.pydevd_constants"
 
 _holder: Any = None  # pydevd's GlobalDebuggerHolder, once pydevd is imported
+local = threading.local()  # .quiet: > 0 while this thread runs a body with the debuggers silenced
 _bdb_breakpoint: Any = None  # bdb.Breakpoint, once bdb is imported
 
 
@@ -162,12 +164,18 @@ def _library_dirs() -> tuple[str, ...]:
     return _LIBRARY_DIRS
 
 
+_user_cache: dict[str, bool] = {}
+
+
 def is_user_code(code: Any) -> bool:
     """Code of the user's own files: not a library's, not AutoGraph's generated files."""
     filename = code.co_filename
-    if not filename or filename.startswith("<") or "__autograph_generated_file" in filename:
-        return False
-    return not norm(filename).startswith(_library_dirs())
+    found = _user_cache.get(filename)
+    if found is None:
+        found = _user_cache[filename] = bool(
+            filename and not filename.startswith("<") and "__autograph_generated_file" not in filename
+            and not norm(filename).startswith(_library_dirs()))
+    return found
 
 
 _lines_cache: dict[Any, frozenset[int]] = {}

@@ -210,11 +210,15 @@ def _tracing(graph: Any, cache: Any, python_function: Any, name: str) -> Iterato
     record = _Record(cache, kind, str(name))
     stack = _stack()
     stack.append(record)
+    abandoned = False
     try:
         yield
+    except _Reached:
+        abandoned = True  # traced again at once (_retrying), with a record of its own
+        raise
     finally:
         stack.pop()
-        if record.codes:
+        if record.codes and not abandoned:
             try:
                 graph._eagerctl_breakpoints = record
                 _graphs.add(graph)
@@ -240,6 +244,7 @@ def decide(code: Any) -> int:
         return PLAIN
     if _hook.WATCH.on:
         refresh_if_changed()
+    _doored.add(code)  # reached through a door: the door makes it an island, never its caller
     island = wants_island(code)
     if not island and not _table.is_user_code(code):
         return PLAIN  # a library's function: never holds the user's breakpoints
@@ -271,6 +276,125 @@ def _quiet(run: Callable[[], Any]) -> Any:
 
     with silenced():
         return run()
+
+
+# -- calls no door sees -------------------------------------------------------------------
+#
+# Some user functions are reached inside a trace through no door: a plain function called by a
+# `tf.function(autograph=False)` body, a metric function or a `Metric.update_state` that Keras
+# calls from its own (unconverted) train step. There the nearest enclosing door makes the island:
+# a `tf.function`'s whole body, or Keras's step function. While a debugger is loaded, such a door
+# runs its body's trace with a profile function (`sys.setprofile`, this thread, this trace only)
+# that notes every user function called not through a door (`_reach`). When one of them holds a
+# breakpoint, the trace is abandoned before that function's first line runs (`_Reached`, a
+# BaseException so that TF's and AutoGraph's `except Exception` let it through) and traced again
+# at once (`_retrying`): the door, knowing now what its body reaches, makes the whole body an island.
+
+
+class _Reached(BaseException):
+    """A door's body reached a function holding a breakpoint: trace again, with the door an island."""
+
+    def __init__(self, depth: int, code: Any) -> None:
+        super().__init__(f"eagerctl: {getattr(code, 'co_name', code)} holds a breakpoint; tracing again")
+        self.depth = depth
+        self.code = code
+
+
+_doored: set[Any] = set()  # codes that go through a door (converted_call, a layer's or loss's __call__)
+_reach: dict[Any, set[Any]] = {}  # a door's code -> user codes its body called through no door
+
+
+def _through_reach_door(fn: Callable[..., Any], code: Any, args: tuple[Any, ...],
+                        kwargs: dict[str, Any]) -> Any:
+    """Run a door's body while tracing: an island when it reaches a breakpoint no inner door sees."""
+    stack = _stack()
+    if not stack or _saving():
+        return fn(*args, **kwargs)
+    if _hook.WATCH.on:
+        refresh_if_changed()
+    reached = [c for c in _reach.get(code, ()) if c not in _doored]
+    wanted = [c for c in reached if wants_island(c)]
+    for record in stack:
+        record.codes.update(reached)  # a breakpoint set there later traces this again
+        record.islands.update(wanted)
+    if wanted:
+        return _island(fn, args, kwargs, name=getattr(code, "co_name", "body"), trace=fn, code=wanted[0])
+    profiler = sys.getprofile()
+    if not _hook.WATCH.on or (profiler is not None and not getattr(profiler, "_eagerctl", False)):
+        return fn(*args, **kwargs)  # no debugger; or a profiler of the user's: leave it alone
+    return _profiled(fn, code, args, kwargs, len(stack))
+
+
+def _profiled(fn: Callable[..., Any], code: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+              depth: int) -> Any:
+    """`fn(*args, **kwargs)` with a profile function noting the user functions it calls through no door."""
+    seen: set[Any] = {code}
+    records = list(_stack())
+    reach = _reach.setdefault(code, set())
+    local = _table.local
+
+    def profile(frame: Any, event: str, _arg: Any) -> None:
+        if event != "call":
+            return
+        called = frame.f_code
+        if called in seen or getattr(local, "quiet", 0) > 0:
+            return
+        seen.add(called)
+        if called in _doored or not _table.is_user_code(called):
+            return
+        reach.add(called)
+        for record in records:
+            record.codes.add(called)
+        if wants_island(called) and not getattr(_local, "settled", False):
+            raise _Reached(depth, called)
+
+    profile._eagerctl = True  # type: ignore[attr-defined]
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        sys.setprofile(previous)
+
+
+def _retrying(define: Callable[[], Any]) -> Any:
+    """TF's "trace this function unless cached" (`define`), again when a door's body reached a breakpoint."""
+    depth = len(_stack()) + 1  # the depth of this function's own trace
+    for _ in range(3):
+        try:
+            return define()
+        except _Reached as exc:
+            if exc.depth != depth:
+                raise
+    settled = getattr(_local, "settled", False)
+    _local.settled = True  # never loops: the last attempt traces as it goes
+    try:
+        return define()
+    finally:
+        _local.settled = settled
+
+
+def _top_door(python_function: Any, autograph: bool) -> Any:
+    """A `tf.function`'s body through a door: the user's own function, or `python_function` as it is."""
+    from tensorflow.python.util import tf_decorator
+
+    _, original = tf_decorator.unwrap(python_function)
+    code = _table.code_of(original)
+    if code is None or not _table.is_user_code(code):
+        return python_function
+
+    @_not_converted
+    def body(*args: Any, **kwargs: Any) -> Any:
+        if not autograph:  # AutoGraph's converted_call is the door of a converted body
+            action = decide(code)
+            if action == QUIET:
+                return _quiet(lambda: python_function(*args, **kwargs))
+            if action == ISLAND:
+                return _island(python_function, args, kwargs, name=code.co_name, trace=python_function,
+                               code=code)
+        return _through_reach_door(python_function, code, args, kwargs)
+
+    return tf_decorator.make_decorator(original, body)
 
 
 # -- the patches -----------------------------------------------------------------------------
@@ -326,24 +450,51 @@ def _patch_tracing() -> None:
             compilation = None
     if compilation is not None and hasattr(compilation, "_create_concrete_function"):
         create = compilation._create_concrete_function
+        define = compilation._maybe_define_function
 
         def _create_concrete_function(function_type: Any, type_context: Any, func_graph: Any,
                                       tracing_options: Any) -> Any:
             with _tracing(func_graph, tracing_options.function_cache, tracing_options.python_function,
                           tracing_options.name):
-                return create(function_type, type_context, func_graph, tracing_options)
+                python_function = tracing_options.python_function
+                door = _top_door(python_function, bool(tracing_options.autograph))
+                if door is python_function:
+                    return create(function_type, type_context, func_graph, tracing_options)
+                tracing_options.python_function = door  # under the function's lock while it traces
+                try:
+                    return create(function_type, type_context, func_graph, tracing_options)
+                finally:
+                    tracing_options.python_function = python_function
+
+        def _maybe_define_function(args: Any, kwargs: Any, tracing_options: Any) -> Any:
+            return _retrying(lambda: define(args, kwargs, tracing_options))
 
         _patch(compilation, "_create_concrete_function", _create_concrete_function)
+        _patch(compilation, "_maybe_define_function", _maybe_define_function)
         return
     __import__(TRACING_COMPILER)
     compiler_class = sys.modules[TRACING_COMPILER].TracingCompiler
     create_method = compiler_class.__dict__["_create_concrete_function"]
 
+    define_method = compiler_class.__dict__["_maybe_define_function"]
+
     def _create_concrete_function_213(self: Any, args: Any, kwargs: Any, func_graph: Any) -> Any:
         with _tracing(func_graph, self._function_cache, self._python_function, self._name):
-            return create_method(self, args, kwargs, func_graph)
+            python_function = self._python_function
+            door = _top_door(python_function, bool(self._autograph))
+            if door is python_function:
+                return create_method(self, args, kwargs, func_graph)
+            self._python_function = door  # under the compiler's lock while it traces
+            try:
+                return create_method(self, args, kwargs, func_graph)
+            finally:
+                self._python_function = python_function
+
+    def _maybe_define_function_213(self: Any, args: Any, kwargs: Any) -> Any:
+        return _retrying(lambda: define_method(self, args, kwargs))
 
     _patch(compiler_class, "_create_concrete_function", _create_concrete_function_213)
+    _patch(compiler_class, "_maybe_define_function", _maybe_define_function_213)
 
 
 def _swap_call(obj: Any, body: Callable[..., Any], code: Any, run: Callable[[], Any]) -> Any:
@@ -367,11 +518,13 @@ def _swap_call(obj: Any, body: Callable[..., Any], code: Any, run: Callable[[], 
 
 def _through_door(step_function: Any, code: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if _hook.tracing():
-        action = decide(code)
-        if action == QUIET:
-            return _quiet(lambda: step_function(*args, **kwargs))
-        if action == ISLAND:
-            return _island(step_function, args, kwargs, name=code.co_name, trace=step_function, code=code)
+        if _table.is_user_code(code):
+            action = decide(code)
+            if action == QUIET:
+                return _quiet(lambda: step_function(*args, **kwargs))
+            if action == ISLAND:
+                return _island(step_function, args, kwargs, name=code.co_name, trace=step_function, code=code)
+        return _through_reach_door(step_function, code, args, kwargs)
     return step_function(*args, **kwargs)
 
 
@@ -436,8 +589,9 @@ def _patch_keras3() -> None:
         def _make_function(trainer: Any, step_function: Any, *args: Any, **kwargs: Any) -> Any:
             # Keras's compiled train/test function calls the model's `train_step` (an override of
             # the user's, say) through tf.distribute, unconverted: this is its door.
+            # Keras's own step is a door too: a metric it calls holding a breakpoint makes it an island.
             code = _table.code_of(step_function)
-            if code is not None and _table.is_user_code(code):
+            if code is not None:
                 step_function = _step_door(step_function, code)
             return original_make(trainer, step_function, *args, **kwargs)
 

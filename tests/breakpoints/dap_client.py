@@ -208,3 +208,31 @@ class DebugSession:
             self.sock.close()
         except OSError:
             pass
+
+
+def run_program(program: Path, breakpoints: list[dict[str, Any]], expressions: dict[int, str], *,
+                args: tuple[str, ...] = (), on_stop: Any = None,
+                module_run: tuple[str, ...] = ()) -> tuple[list[tuple[str, int, str]], str]:
+    """Run `program` under debugpy with `breakpoints`; per stop: (file name, line, expression's value).
+
+    On every `stopped` event: the top frame, `expressions[its line]` evaluated there, `continue`.
+    `on_stop(session, thread, stops)` runs once after the start (thread None) and at every stop.
+    """
+    session = DebugSession(program, args=args, module_run=module_run)
+    stops: list[tuple[str, int, str]] = []
+    try:
+        session.start({program: breakpoints})
+        if on_stop is not None:
+            on_stop(session, None, stops)
+        while (event := session.next_stop()) is not None:
+            thread = event["body"]["threadId"]
+            frame = session.top_frame(thread)
+            value = session.evaluate(expressions[frame["line"]], frame["id"])
+            stops.append((Path(frame["source"]["path"]).name, frame["line"], value))
+            if on_stop is not None:
+                on_stop(session, thread, stops)
+            session.resume(thread)
+        output = session.finish()
+    finally:
+        session.close()
+    return stops, output

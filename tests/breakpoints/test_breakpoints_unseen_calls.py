@@ -1,0 +1,128 @@
+"""Breakpoints in functions a trace reaches through no door of their own stop too, with values.
+
+A metric under `fit` (a plain function given to `compile(metrics=...)`, a `Metric`
+subclass's `update_state`), and code under `tf.function(autograph=False)`: its
+body, and a plain function it calls. debugpy is driven over DAP as VS Code does,
+pdb with commands on stdin. Each case asserts the number of stops, the user's
+file and line in the top frame, a concrete value there, and the program's result
+against the same program without a debugger.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+from bp_programs import ENV, PROGRAMS, marked_lines, plain_result, result_of
+from dap_client import DebugSession, run_program
+
+VALUE = "json.dumps([round(float(v), 4) for v in tf.reshape(y, [-1])]) if hasattr(y, 'numpy') else 'SYMBOLIC'"
+FEATURES = np.linspace(-1.0, 1.0, 24, dtype="float32").reshape(8, 3)
+TARGETS = FEATURES @ np.array([[0.5], [-1.0], [2.0]], dtype="float32") + 0.3
+
+
+def _values(stops: list[tuple[str, int, str]], program: str) -> list[tuple[int, list[float]]]:
+    assert all(name == program for name, _, _ in stops), stops
+    return [(where, json.loads(value.strip("'\""))) for _, where, value in stops]
+
+
+def test_metric_function_and_metric_update_state_under_fit() -> None:
+    program = PROGRAMS / "bp_metrics.py"
+    line = marked_lines(program)
+    stops, output = run_program(program, [{"line": line["fn"]}, {"line": line["update"]}],
+                                {line["fn"]: VALUE, line["update"]: VALUE})
+    got = _values(stops, "bp_metrics.py")
+    # Two training steps (8 samples, batches of 4): each stops in the metric function, then in update_state.
+    assert [where for where, _ in got] == [line["fn"], line["update"]] * 2
+    first_pred = FEATURES[:4].sum(axis=1)  # the kernel starts at ones, the bias at zero
+    assert np.allclose(got[0][1], np.abs(TARGETS[:4, 0] - first_pred), atol=1e-3)  # |y_true - y_pred|
+    assert np.allclose(got[1][1], np.square(first_pred), atol=1e-3)  # update_state's y_pred ** 2
+    assert len(got[2][1]) == len(got[3][1]) == 4 and got[2][1] != got[0][1]  # the second batch, new weights
+    result = result_of(output)
+    plain = plain_result("bp_metrics.py")
+    assert result["history"] == plain["history"]
+    assert result["weights"] == plain["weights"]
+    # Keras 3: its train step became the island when its first trace reached mean_gap (docs/breakpoints.md);
+    # Keras 2 converts both with AutoGraph, so each is an island of its own.
+    assert result["islands"] in (["mean_gap"], ["SumOfSquares.update_state", "mean_gap"])
+    assert plain["islands"] == []
+
+
+def test_autograph_false_body_and_plain_function_below() -> None:
+    program = PROGRAMS / "bp_no_autograph.py"
+    line = marked_lines(program)
+    stops, output = run_program(program, [{"line": line["body"]}, {"line": line["inner"]}],
+                                {line["body"]: VALUE, line["inner"]: VALUE})
+    got = _values(stops, "bp_no_autograph.py")
+    assert [where for where, _ in got] == [line["body"], line["inner"]] * 2
+    assert got[0][1] == [3.0, 5.0, 7.0] and got[2][1] == [5.0, 9.0, 13.0]  # y = x * 2 + 1
+    assert np.allclose(got[1][1], np.sqrt(np.array([1.0, 2.0, 3.0]) + 1.0), atol=1e-4)  # y = sqrt(x + 1)
+    assert np.allclose(got[3][1], np.sqrt(np.array([2.0, 4.0, 6.0]) + 1.0), atol=1e-4)
+    result = result_of(output)
+    plain = plain_result("bp_no_autograph.py")
+    assert result["results"] == plain["results"]  # the variable counted each call once: 2.0
+    assert result["islands"] == ["inner", "scaled"] and plain["islands"] == []
+    # `scaled` traced once, as plainly; `outer` once more: its first trace stopped where it reached `inner`.
+    assert plain["traces"] == {"scaled": 1, "outer": 1} and result["traces"] == {"scaled": 1, "outer": 2}
+
+
+def _pdb(program: str, commands: list[str]) -> str:
+    proc = subprocess.run([sys.executable, "-m", "pdb", program], input="\n".join(commands) + "\n", text=True,
+                          capture_output=True, env=ENV, cwd=str(PROGRAMS), timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc.stdout
+
+
+def _stops(output: str, program: str) -> list[tuple[int, str]]:
+    where = re.compile(rf"^(?:\(Pdb\) )*> .*{re.escape(program)}\((\d+)\)(\w+)\(\)$", re.MULTILINE)
+    return [(int(m.group(1)), m.group(2)) for m in where.finditer(output)]
+
+
+def test_pdb_break_in_a_plain_function_under_autograph_false_and_in_a_metric() -> None:
+    line = marked_lines(PROGRAMS / "bp_no_autograph.py")["inner"]
+    show = "p [round(v, 4) for v in y.numpy().tolist()]"
+    output = _pdb("bp_no_autograph.py", [f"b bp_no_autograph.py:{line}", "c", show, "c", show, "c", "q"])
+    assert _stops(output, "bp_no_autograph.py") == [(line, "inner")] * 2
+    assert "[1.4142, 1.7321, 2.0]" in output and "[1.7321, 2.2361, 2.6458]" in output
+    assert result_of(output)["results"] == plain_result("bp_no_autograph.py")["results"]
+
+    line = marked_lines(PROGRAMS / "bp_metrics.py")["fn"]
+    show = "p [round(v, 3) for v in tf.reshape(y, [-1]).numpy().tolist()]"
+    output = _pdb("bp_metrics.py", [f"b bp_metrics.py:{line}", "c", show, "c", show, "c", "q"])
+    assert _stops(output, "bp_metrics.py") == [(line, "mean_gap")] * 2
+    first = [round(float(v), 3) for v in np.abs(TARGETS[:4, 0] - FEATURES[:4].sum(axis=1))]
+    assert f"(Pdb) {first}" in output
+    result, plain = result_of(output), plain_result("bp_metrics.py")
+    assert result["history"] == plain["history"] and result["weights"] == plain["weights"]
+
+
+def test_hit_count_and_logpoint_in_an_autograph_false_function() -> None:
+    """A hit count (stop at the second call only) and a logpoint (print, never stop), as in plain Python."""
+    program = PROGRAMS / "bp_no_autograph.py"
+    line = marked_lines(program)
+    session = DebugSession(program)
+    stops: list[tuple[int, str]] = []
+    try:
+        session.start({program: [{"line": line["inner"], "hitCondition": "2"},
+                                 {"line": line["body"], "logMessage": "LOGGED y={y.numpy().tolist()}"}]})
+        while (event := session.next_stop()) is not None:
+            thread = event["body"]["threadId"]
+            frame = session.top_frame(thread)
+            stops.append((frame["line"], session.evaluate(VALUE, frame["id"])))
+            session.resume(thread)
+        output = session.finish()
+        messages = [*session.events, *session._pending]
+        while not session.messages.empty():
+            messages.append(session.messages.get_nowait())
+    finally:
+        session.close()
+    assert [where for where, _ in stops] == [line["inner"]]  # the second call of inner, only
+    second = np.sqrt(np.array([2.0, 4.0, 6.0]) + 1.0)
+    assert np.allclose(json.loads(stops[0][1].strip("'\"")), second, atol=1e-4)
+    logged = [m["body"]["output"].strip() for m in messages
+              if m.get("event") == "output" and "LOGGED" in m.get("body", {}).get("output", "")]
+    assert logged == ["LOGGED y=[3.0, 5.0, 7.0]", "LOGGED y=[5.0, 9.0, 13.0]"]  # each call, with values
+    assert result_of(output)["results"] == plain_result("bp_no_autograph.py")["results"]
