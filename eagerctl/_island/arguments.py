@@ -37,9 +37,14 @@ class _Arguments:
         self.flat_call = (not any(tf.nest.is_nested(a) for a in (*args, *kwargs.values()))
                           and list(kwargs) == sorted(kwargs)
                           and all(composite is None for _, composite in self.slots))
+        # Every argument positional and a graph tensor (a loss's `(y, y_pred)`): the op's inputs are the args.
+        self.direct = (self.flat_call and not kwargs and len(self.slots) == len(args)
+                       and [i for i, _ in self.slots] == list(range(len(args))))
 
     def rebuild(self, tensors: Sequence[Any]) -> tuple[Any, Any]:
         """The call's (args, kwargs) with the op inputs replaced by `tensors`."""
+        if self.direct:
+            return tuple(tensors), {}
         import tensorflow as tf
 
         if self.flat_call:

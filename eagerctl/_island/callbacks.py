@@ -13,23 +13,16 @@ from typing import Any
 from .. import _shutdown
 from .errors import IslandError
 
-_NO_CALL: Any = None  # set on first use: a NumPy int64 zero (a run that kept nothing)
-
-
-def no_call() -> Any:
-    """The call id of a run that kept no tapes: a NumPy int64 zero."""
-    global _NO_CALL
-    if _NO_CALL is None:
-        import numpy as np
-
-        _NO_CALL = np.zeros((), np.int64)
-    return _NO_CALL
+NO_CALL = 0
+"""The call id of a run that kept no tapes. A callback returns its call id as a Python int,
+last; `IslandFunc` makes it the op's int64 output: from a fresh 0-d NumPy array (TF's
+conversion of a NumPy scalar costs about 40 us, a tensor made from an array about 5 us). Never
+from a Python int other than 0: TF caches a tensor per Python scalar converted, forever."""
 
 
 def _is_async() -> bool:
     from tensorflow.python.eager import context
 
-    no_call()
     return bool(context.is_async())
 
 
@@ -48,22 +41,64 @@ def register(island: Any, call: Callable[..., Any], tout: list[Any], *, order: i
 
 
 _EAGER_FUNC: type | None = None
+_CPU = "/job:localhost/replica:0/task:0/device:CPU:0"  # what TF's kernel means by no device (None)
 
 
 def _eager_func_class() -> type:
     global _EAGER_FUNC
     if _EAGER_FUNC is None:
+        import numpy as np
+        from tensorflow.python.eager import context
+        from tensorflow.python.framework import dtypes, ops
         from tensorflow.python.ops import script_ops
 
+        array, int64_np = np.array, np.int64
+        eager_mode = context.eager_mode
+        eager_tensor = ops.EagerTensor
+        int64 = dtypes.int64.as_datatype_enum
+
+        # The callback returns its outputs, checked against the trace (see `outputs.py`),
+        # then its call id as a Python int. On the CPU (TF passes no device) outputs that
+        # are eager tensors of the op's dtypes there already are passed on as they are
+        # (TF's `_convert` costs about 7 us per output); anything else goes TF's way.
         class IslandFunc(script_ops.EagerFunc):  # type: ignore[misc]
-            """TF's EagerFunc without its own tape (islands keep theirs)."""
+            """TF's EagerFunc without its own tape (islands keep theirs), its outputs converted once."""
+
+            def __init__(self, func: Any, tout: list[Any], is_grad_func: bool) -> None:
+                super().__init__(func, tout, is_grad_func)
+                self.enums = [dtype.as_datatype_enum for dtype in tout]
 
             def __call__(self, device: Any, token: Any, args: Any) -> Any:
                 with _shutdown.running(self.island.name):  # refused once the interpreter exits
                     return self._call(device, args)
 
+            def _call(self, device: Any, args: Any) -> Any:
+                with eager_mode():
+                    ret = self._func(*args)
+                    call = ret[-1]
+                    if device is not None:  # another device: TF's conversion, the id as an array
+                        ret[-1] = array(call, int64_np)
+                        return _converted(self, ret, device)
+                    ret[-1] = eager_tensor(call if call == 0 else array(call, int64_np), _CPU, int64)
+                    for x, enum in zip(ret, self.enums, strict=True):
+                        if (x.__class__ is not eager_tensor or x._datatype_enum() != enum
+                                or x.backing_device != _CPU):
+                            return _converted(self, ret, device)
+                return ret
+
         _EAGER_FUNC = IslandFunc
     return _EAGER_FUNC
+
+
+def _converted(func: Any, ret: list[Any], device: Any) -> list[Any]:
+    """TF's conversion of each output (dtype, placement), as `EagerFunc._call` does it."""
+    from tensorflow.python.framework import ops
+    from tensorflow.python.ops import script_ops
+
+    name = _CPU if device is None else device
+    with ops.device(device):
+        return [script_ops._maybe_copy_to_context_device(func._convert(x, dtype=dtype), name)
+                for x, dtype in zip(ret, func._out_dtypes, strict=True)]
 
 
 def _keep_with_graph(func: Any) -> None:

@@ -42,7 +42,7 @@ class _Carry:
     layers resolve their arguments, and replicas may run an island at once.
     """
 
-    __slots__ = ("locals", "name_scope", "tensor_slots", "tensors", "thread_mode")
+    __slots__ = ("carries", "locals", "name_scope", "scope_name", "tensor_slots", "tensors", "thread_mode")
 
     def __init__(self, graph: Any) -> None:
         from tensorflow.python.distribute import distribute_lib
@@ -78,11 +78,14 @@ class _Carry:
         self.name_scope = graph.get_name_scope()
         mode = distribute_lib._get_per_thread_mode()
         self.thread_mode = None if isinstance(mode, distribute_lib._DefaultReplicaThreadMode) else mode
+        self.scope_name = f"{self.name_scope}/" if self.name_scope else ""
+        # Something to carry (not plain TF code outside Keras, scopes and strategies).
+        self.carries = bool(self.locals or self.name_scope or self.thread_mode is not None)
 
     @property
     def empty(self) -> bool:
         """Nothing to carry (plain TF code outside Keras, scopes and strategies)."""
-        return not (self.locals or self.name_scope or self.thread_mode is not None)
+        return not self.carries
 
     def _find_tensors(self, local: int, attr: str, values: dict[str, Any], in_state: bool) -> None:
         for key, value in values.items():
@@ -90,13 +93,13 @@ class _Carry:
                 self.tensor_slots.append((local, attr, key, in_state))
                 self.tensors.append(value)
 
-    @contextlib.contextmanager
-    def entered(self, tensors: Sequence[Any] = ()) -> Iterator[None]:
-        """This thread's state as captured, with `tensors` (this run's values of `self.tensors`)."""
-        from tensorflow.python.distribute import distribute_lib
-        from tensorflow.python.eager import context
+    def enter(self, tensors: Sequence[Any] = ()) -> list[Any]:
+        """This thread's state as captured, with `tensors` (this run's values of `self.tensors`).
 
-        saved = []
+        Returns what `leave` puts back; call `leave` in a `finally` (see `entered`).
+        """
+        context, distribute_lib = _TF or _load()
+        saved: list[Any] = []
         for local, captured in self.locals:
             mine = vars(local)
             saved.append(dict(mine))
@@ -110,19 +113,43 @@ class _Carry:
                 setattr(ctx_copy, key, value)
         ctx = context.context()
         scope = ctx.scope_name
-        ctx.scope_name = f"{self.name_scope}/" if self.name_scope else ""
+        ctx.scope_name = self.scope_name
+        saved.append(scope)
         if self.thread_mode is not None:
             distribute_lib._push_per_thread_mode(self.thread_mode)
+        return saved
+
+    def leave(self, saved: list[Any]) -> None:
+        """Put back what `enter` replaced (`saved`: what it returned)."""
+        context, distribute_lib = _TF or _load()
+        if self.thread_mode is not None:
+            distribute_lib._pop_per_thread_mode()
+        context.context().scope_name = saved[-1]
+        for (local, _), before in zip(self.locals, saved, strict=False):
+            mine = vars(local)
+            mine.clear()
+            mine.update(before)
+
+    @contextlib.contextmanager
+    def entered(self, tensors: Sequence[Any] = ()) -> Iterator[None]:
+        """`enter` and `leave` as a `with` block."""
+        saved = self.enter(tensors)
         try:
             yield
         finally:
-            if self.thread_mode is not None:
-                distribute_lib._pop_per_thread_mode()
-            ctx.scope_name = scope
-            for (local, _), before in zip(self.locals, saved, strict=True):
-                mine = vars(local)
-                mine.clear()
-                mine.update(before)
+            self.leave(saved)
+
+
+_TF: tuple[Any, Any] | None = None  # TF's eager context and distribute_lib modules, imported once
+
+
+def _load() -> tuple[Any, Any]:
+    global _TF
+    from tensorflow.python.distribute import distribute_lib
+    from tensorflow.python.eager import context
+
+    _TF = (context, distribute_lib)
+    return _TF
 
 
 def _module_attr(module: str, attr: str) -> Any:

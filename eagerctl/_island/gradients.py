@@ -230,6 +230,8 @@ def gradient_parts(name: str, source: Any, grad: Any, spec: Any) -> list[Any]:
     This run's gradient may differ in type from the traced body's (another
     path taken, no gradient at all): it is converted, with the same value.
     """
+    if spec is None and grad.__class__ is (_EAGER_TENSOR or _eager_tensor()):
+        return [grad]  # the usual case: a dense gradient, a tensor already
     import tensorflow as tf
 
     # Never a read of a variable source: one touched by sparse ops copies all of it.
@@ -248,6 +250,18 @@ def gradient_parts(name: str, source: Any, grad: Any, spec: Any) -> list[Any]:
             "the same way on every call"
         )
     return list(tf.nest.flatten(grad, expand_composites=True))
+
+
+_EAGER_TENSOR: Any = None
+
+
+def _eager_tensor() -> Any:
+    global _EAGER_TENSOR
+    if _EAGER_TENSOR is None:
+        from tensorflow.python.framework import ops
+
+        _EAGER_TENSOR = ops.EagerTensor
+    return _EAGER_TENSOR
 
 
 def _as_slices(source: Any, grad: Any, spec: Any) -> Any:

@@ -19,12 +19,13 @@ from .plumbing import _short
 class _Output:
     """One tensor output of the island op: where it comes from, dtype, static shape."""
 
-    __slots__ = ("dtype", "index", "is_value", "path", "shape")
+    __slots__ = ("dims", "dtype", "index", "is_value", "path", "shape")
 
     def __init__(self, index: int, dtype: Any, shape: Any, path: str, is_value: bool) -> None:
         self.index = index  # leaf index in the flattened output structure
         self.dtype = dtype
         self.shape = shape
+        self.dims: tuple[int | None, ...] | None = shape._dims  # None: unknown rank
         self.path = path
         self.is_value = is_value  # a NumPy or Python number in the trace: its value each run
 
@@ -43,12 +44,56 @@ def _paths(out: Any, count: int) -> list[str]:
     return paths
 
 
+_EAGER_TENSOR: Any = None
+
+
+def _eager_tensor() -> Any:
+    global _EAGER_TENSOR
+    if _EAGER_TENSOR is None:
+        from tensorflow.python.framework import ops
+
+        _EAGER_TENSOR = ops.EagerTensor
+    return _EAGER_TENSOR
+
+
+def _fits(shape: tuple[int, ...], dims: tuple[int | None, ...] | None) -> bool:
+    """Whether an eager tensor's shape is compatible with a traced static shape (`dims`)."""
+    if dims is None or shape == dims:
+        return True
+    if len(shape) != len(dims):
+        return False
+    return all(d is None or d == n for n, d in zip(shape, dims, strict=True))
+
+
+def _spec(name: str, i: int, leaf: Any, path: str, read_values: bool) -> _Output | None:
+    """The tensor output a leaf of the traced outputs makes (None for a leaf that is not one)."""
+    import numpy as np
+    import tensorflow as tf
+
+    if isinstance(leaf, tf.Tensor):
+        return _Output(i, leaf.dtype, leaf.shape, path, False)
+    if isinstance(leaf, (bool, int, float, complex, np.ndarray, np.generic)):
+        # A value computed in Python (maybe from `.numpy()`): a tensor output
+        # with each run's value. Its dimensions may depend on values: unknown.
+        value = np.asarray(leaf)
+        dtype = tf.convert_to_tensor(leaf).dtype if not isinstance(leaf, np.ndarray) else \
+            tf.as_dtype(value.dtype)
+        return _Output(i, dtype, tf.TensorShape([None] * value.ndim), path, True)
+    if isinstance(leaf, (str, bytes)) and read_values:
+        raise IslandError(
+            f"eager island {name!r} returns a string at {path} and reads `.numpy()` "
+            "values: a string made from them would be the trace-time stand-in forever in the "
+            "graph. Return a tensor instead (tf.constant(text), or "
+            "tf.strings.as_string(tensor)), which carries each run's value"
+        )
+    return None
+
+
 class _Outputs:
     """The island's outputs and losses as its scratch trace made them, and each run's checks."""
 
     def __init__(self, name: str, out: Any, scratch_losses: list[list[Any]], losses: _LossLists,
                  read_values: bool) -> None:
-        import numpy as np
         import tensorflow as tf
 
         self.name = name
@@ -58,22 +103,9 @@ class _Outputs:
         self.paths = paths = _paths(out, len(flat))
         self.specs: list[_Output] = []
         for i, leaf in enumerate(flat):
-            if isinstance(leaf, tf.Tensor):
-                self.specs.append(_Output(i, leaf.dtype, leaf.shape, paths[i], False))
-            elif isinstance(leaf, (bool, int, float, complex, np.ndarray, np.generic)):
-                # A value computed in Python (maybe from `.numpy()`): a tensor output
-                # with each run's value. Its dimensions may depend on values: unknown.
-                value = np.asarray(leaf)
-                dtype = tf.convert_to_tensor(leaf).dtype if not isinstance(leaf, np.ndarray) else \
-                    tf.as_dtype(value.dtype)
-                self.specs.append(_Output(i, dtype, tf.TensorShape([None] * value.ndim), paths[i], True))
-            elif isinstance(leaf, (str, bytes)) and read_values:
-                raise IslandError(
-                    f"eager island {name!r} returns a string at {paths[i]} and reads `.numpy()` "
-                    "values: a string made from them would be the trace-time stand-in forever in the "
-                    "graph. Return a tensor instead (tf.constant(text), or "
-                    "tf.strings.as_string(tensor)), which carries each run's value"
-                )
+            spec = _spec(name, i, leaf, paths[i], read_values)
+            if spec is not None:
+                self.specs.append(spec)
         self.flat_out_static = flat
         self.none_outputs = [i for i, leaf in enumerate(flat) if leaf is None]
         self.loss_counts = [len(added) for added in scratch_losses]
@@ -114,6 +146,9 @@ class _Outputs:
         """This run's outputs as the op's tensors, in the traced structure, dtypes and shapes."""
         import tensorflow as tf
 
+        if not self.none_outputs and len(self.specs) == 1 and isinstance(out, tf.Tensor) and isinstance(
+                self.out_structure, tf.Tensor):
+            return [self._check_leaf(self.specs[0], out)]  # one tensor, as traced: the usual loss
         try:
             if not (isinstance(out, tf.Tensor) and isinstance(self.out_structure, tf.Tensor)):
                 tf.nest.assert_same_structure(out, self.out_structure, expand_composites=True)
@@ -134,6 +169,9 @@ class _Outputs:
         return [self._check_leaf(spec, flat_list[spec.index]) for spec in self.specs]
 
     def _check_leaf(self, spec: _Output, leaf: Any) -> Any:
+        if not spec.is_value and leaf.__class__ is _eager_tensor() and leaf.dtype is spec.dtype and _fits(
+                leaf._shape_tuple(), spec.dims):
+            return leaf  # as traced (the usual case): no conversion, no TensorShape built
         import numpy as np
         import tensorflow as tf
 
@@ -152,9 +190,6 @@ class _Outputs:
                     "of the same rank on every call"
                 )
             return tf.convert_to_tensor(array, dtype=spec.dtype)
-        if (isinstance(leaf, tf.Tensor) and leaf.dtype is spec.dtype
-                and leaf._shape_tuple() == spec.shape._dims):
-            return leaf  # as traced (the usual case): no conversion, no TensorShape built
         value = tf.convert_to_tensor(leaf)
         if value.dtype != spec.dtype or not spec.shape.is_compatible_with(value.shape):
             raise IslandError(

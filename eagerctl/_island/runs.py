@@ -11,11 +11,36 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from .callbacks import no_call
+from .._scope import Scope
+from .callbacks import NO_CALL
 from .errors import IslandError
 from .gradients import gradient_parts
 from .plumbing import _differentiable, _unique
 from .tapes import _Entry, _Tapes, next_call_id
+
+_tf: Any = None  # what the trips use of TensorFlow, looked up once (see `_load`)
+
+
+class _TF:
+    """The TensorFlow names each trip uses, imported once rather than on every run."""
+
+    def __init__(self) -> None:
+        from tensorflow.python.eager import backprop, imperative_grad, record, tape
+        from tensorflow.python.framework import ops
+
+        self.GradientTape = backprop.GradientTape
+        self.VariableWatcher = record.VariableWatcher
+        self.watch = tape.watch
+        self.imperative_grad = imperative_grad.imperative_grad
+        self.EagerTensor = ops.EagerTensor
+        self.handle_or_self = backprop._handle_or_self
+
+
+def _load() -> Any:
+    global _tf
+    if _tf is None:
+        _tf = _TF()
+    return _tf
 
 
 class _Runs:
@@ -26,39 +51,57 @@ class _Runs:
 
     def forward(self, records: bool, eager_inputs: Sequence[Any]) -> list[Any]:
         """One run of the forward op: the body's outputs and losses, then the call id of its tapes."""
-        import numpy as np
-        import tensorflow as tf
-        from tensorflow.python.eager import record
-
+        tf = _tf or _load()
         island = self.island
         sources = island.sources
         tensors = list(eager_inputs[: len(island.arguments.inputs)])
+        context = (eager_inputs[sources.context_pos:sources.context_pos + len(island.carry.tensors)]
+                   if island.carry.tensors else ())
         # One tape per gradient order some graph has built for this op; none
         # when this graph never differentiates it (nothing is kept alive).
-        tapes = [tf.GradientTape(persistent=True) for _ in range(island.order)] if records else []
-        watched: list[Any] = []
+        order = island.order if records else 0
+        if not order:
+            if not sources.check_reads:
+                return [*self._call(tensors, context), NO_CALL]
+            with tf.VariableWatcher() as watcher:
+                results = self._call(tensors, context)
+                watched = watcher.watched_variables()
+            self.refuse_unseen([v for v in _unique(watched) if v.trainable and _differentiable(v.dtype)])
+            return [*results, NO_CALL]
+        diff = [tensors[k] for k in sources.diff_input_pos]
+        tapes, results, watched = self._recorded(tf, order, diff, tensors, context)
+        call_id = next_call_id()
+        known = sources.variable_ids
+        unseen = [v for v in _unique(watched)
+                  if v.trainable and _differentiable(v.dtype) and id(v) not in known] if watched else []
+        nbytes = island.size.estimate(tensors, results, island.static)
+        targets = [results[k] for k in sources.diff_out_pos]
+        self.tapes.keep(call_id, _Entry(tapes, diff + sources.variables, targets, unseen, nbytes))
+        return [*results, call_id]
+
+    def _recorded(self, tf: Any, order: int, diff: list[Any], tensors: list[Any],
+                  context: Sequence[Any]) -> tuple[list[Any], list[Any], Sequence[Any]]:
+        """The body run under `order` persistent tapes watching `diff`: the tapes, outputs, variables read."""
+        watch = tf.watch
+        tapes = [tf.GradientTape(persistent=True) for _ in range(order)]
+        if order == 1:  # the usual case: one tape, no ExitStack
+            tape = tapes[0]
+            with tape:
+                for t in diff:  # float eager tensors: what GradientTape.watch checks holds
+                    watch(tape._tape, t)
+                with tf.VariableWatcher() as watcher:
+                    results = self._call(tensors, context)
+                    watched = watcher.watched_variables()
+            return tapes, results, watched
         with contextlib.ExitStack() as stack:
             for tape in reversed(tapes):  # outermost first
                 stack.enter_context(tape)
-                tape.watch([tensors[k] for k in sources.diff_input_pos])
-            if tapes or sources.check_reads:
-                watcher = stack.enter_context(record.VariableWatcher())
-            context = eager_inputs[sources.context_pos:sources.context_pos + len(island.carry.tensors)]
+                for t in diff:
+                    watch(tape._tape, t)
+            watcher = stack.enter_context(tf.VariableWatcher())
             results = self._call(tensors, context)
-            if tapes or sources.check_reads:
-                watched = watcher.watched_variables()
-        if not tapes:
-            if sources.check_reads:
-                self.refuse_unseen([v for v in _unique(watched) if v.trainable and _differentiable(v.dtype)])
-            return [*results, no_call()]
-        call_id = next_call_id()
-        unseen = [v for v in _unique(watched)
-                  if v.trainable and _differentiable(v.dtype) and id(v) not in sources.variable_ids]
-        kept = [tensors[k] for k in sources.diff_input_pos] + list(sources.variables)
-        nbytes = island.size.estimate(tensors, results, island.static)
-        self.tapes.keep(call_id, _Entry(tapes, kept, [results[k] for k in sources.diff_out_pos], unseen,
-                                        nbytes))
-        return [*results, np.asarray(call_id, np.int64)]
+            watched = watcher.watched_variables()
+        return tapes, results, watched
 
     @property
     def tapes(self) -> _Tapes:
@@ -66,12 +109,12 @@ class _Runs:
 
     def _call(self, tensors: list[Any], context: Sequence[Any]) -> list[Any]:
         """The body called with this run's tensors, in the carried context; its checked outputs."""
-        from .._scope import Scope
-
         island = self.island
         args, kwargs = island.arguments.rebuild(tensors)
         losses = island.losses
-        with contextlib.nullcontext() if island.carry.empty else island.carry.entered(context):
+        carry = island.carry
+        saved = carry.enter(context) if carry.carries else None
+        try:
             before = losses.snapshot() if losses.slots else None
             try:
                 if island.override:
@@ -83,8 +126,15 @@ class _Runs:
                 else:
                     out = island.fn(*args, **kwargs)
             finally:
-                added = losses.added(before, restore=True) if before is not None else []
-        return island.outputs.check(out) + island.outputs.check_losses(added)  # type: ignore[no-any-return]
+                added = losses.added(before, restore=True) if before is not None else None
+        finally:
+            if saved is not None:
+                carry.leave(saved)
+        outputs = island.outputs
+        checked: list[Any] = outputs.check(out)
+        if added is not None:
+            checked += outputs.check_losses(added)
+        return checked
 
     def refuse_unseen(self, missing: list[Any]) -> None:
         if missing:
@@ -105,16 +155,27 @@ class _Runs:
             raise IslandError(f"eager island {island.name!r}: the order-{order} gradient of one of its "
                               f"calls is not available: {self.tapes.why_missing()}")
         # The variables' components depend on the replica context (tf.distribute).
-        with contextlib.nullcontext() if island.carry.thread_mode is None else island.carry.entered():
+        carry = island.carry
+        if carry.thread_mode is None:
             return self._differentiate(entry, dys, specs)
+        saved = carry.enter()
+        try:
+            return self._differentiate(entry, dys, specs)
+        finally:
+            carry.leave(saved)
 
     def _differentiate(self, entry: _Entry, dys: list[Any], specs: list[Any]) -> list[Any]:
-        import numpy as np
-
+        tf = _tf or _load()
         inner, outer = entry.tapes[0], entry.tapes[1:]
         if entry.unseen:
             self.refuse_unseen([v for v, g in zip(entry.unseen, inner.gradient(
                 entry.targets, entry.unseen, output_gradients=dys), strict=True) if g is not None])
+        name = self.island.name
+        if not outer:
+            grads = _gradient(tf, inner, entry, dys)
+            parts = [part for source, grad, spec in zip(entry.sources, grads, specs, strict=True)
+                     for part in gradient_parts(name, source, grad, spec)]
+            return [*parts, NO_CALL]
         with contextlib.ExitStack() as stack:
             # The outer tapes recorded the forward; let them record this
             # gradient too, so it can be differentiated again.
@@ -123,10 +184,23 @@ class _Runs:
                 tape.watch(dys)
             grads = inner.gradient(entry.targets, entry.sources, output_gradients=dys)
             parts = [part for source, grad, spec in zip(entry.sources, grads, specs, strict=True)
-                     for part in gradient_parts(self.island.name, source, grad, spec)]
-        if not outer:
-            return [*parts, no_call()]
+                     for part in gradient_parts(name, source, grad, spec)]
         next_id = next_call_id()
         targets = [p for p in parts if _differentiable(p.dtype)]  # as gradient_gradient picks them
         self.tapes.keep(next_id, _Entry(outer, entry.sources + dys, targets, [], entry.nbytes))
-        return [*parts, np.asarray(next_id, np.int64)]
+        return [*parts, next_id]
+
+
+def _gradient(tf: Any, tape: Any, entry: _Entry, dys: list[Any]) -> list[Any]:
+    """`tape.gradient(entry.targets, entry.sources, output_gradients=dys)`, without its Python wrapping.
+
+    Every target and output gradient is an eager tensor and every source a
+    tensor or a variable (its handle, as `GradientTape.gradient` maps it):
+    nothing there for that method's nest and composite handling to do.
+    """
+    eager = tf.EagerTensor
+    if tape._tape is None or not all(d.__class__ is eager for d in dys):
+        return tape.gradient(entry.targets, entry.sources, output_gradients=dys)  # type: ignore[no-any-return]
+    sources = [tf.handle_or_self(s) for s in entry.sources]
+    return tf.imperative_grad(tape._tape, entry.targets, sources, output_gradients=dys,  # type: ignore[no-any-return]
+                              sources_raw=sources)
