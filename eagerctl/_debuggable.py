@@ -381,10 +381,8 @@ class _Settings:
             # An eager island: the graph gets one op that runs `call_eagerly` (the
             # override and the debug aids) each time it runs; `body` is traced once
             # to learn the outputs.
-            def run(*call_args: Any, **call_kwargs: Any) -> Any:
-                return self.call_eagerly(body, call_args, call_kwargs)
-
-            return call_as_island(run, args, kwargs, name=self.label, trace_fn=body, override=False)
+            return call_as_island(self._island_run(body), args, kwargs, name=self.label, trace_fn=body,
+                                  override=False)
         if self.island and _is_shape_inference(graph):
             from ._island import numpy_stand_ins
 
@@ -398,6 +396,32 @@ class _Settings:
             if first:
                 warnings.warn(self._tracing_message(graph), EagerctlWarning, stacklevel=_user_stacklevel())
         return _build_into_graph(body, args, kwargs)
+
+    def _island_run(self, body: Callable[..., Any]) -> Callable[..., Any]:
+        """What an island of this function runs each time its graph runs: `call_eagerly(body, ...)`.
+
+        Without debug aids, the lean path of `fast_wrapper` (the override around
+        the body, nothing else), bound in advance: it runs on every step.
+        """
+        if not self.plain:
+            def run(*call_args: Any, **call_kwargs: Any) -> Any:
+                return self.call_eagerly(body, call_args, call_kwargs)
+
+            return run
+        scope = self.scope
+
+        def run_plain(*call_args: Any, **call_kwargs: Any) -> Any:
+            act = Activation(scope, _getframe(1))
+            try:  # enter and exit inside: an interrupt at any instruction is undone below
+                act.enter(2)
+                result = body(*call_args, **call_kwargs)
+                act.exit()
+            except BaseException:
+                finish_exit(act)
+                raise
+            return result
+
+        return run_plain
 
     def _tracing_message(self, graph: Any) -> str:
         name = getattr(graph, "name", None)
