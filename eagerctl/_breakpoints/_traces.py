@@ -43,6 +43,7 @@ TRACING_COMPILATION = "tensorflow.python.eager.polymorphic_function.tracing_comp
 TRACING_COMPILER = "tensorflow.python.eager.polymorphic_function.tracing_compiler"  # TF 2.13
 KERAS3_LAYER = "keras.src.layers.layer"
 KERAS3_LOSS = "keras.src.losses.loss"
+KERAS3_METRICS = "keras.src.metrics.reduction_metrics"
 KERAS3_BACKEND = "keras.src.backend"
 KERAS3_TRAINER = "keras.src.backend.tensorflow.trainer"
 KERAS2_TRAINING = ("keras.src.engine.training", "tf_keras.src.engine.training")
@@ -616,6 +617,34 @@ def _patch_keras3() -> None:
             return original_loss_call(loss, *args, **kwargs)
 
         _patch(loss_class, "__call__", loss_call)
+    wrapper_class = getattr(sys.modules.get(KERAS3_METRICS), "MeanMetricWrapper", None)
+    if isinstance(wrapper_class, type) and "update_state" in wrapper_class.__dict__ and not any(
+            owner is wrapper_class for owner, _, _ in _saved):
+        original_update = wrapper_class.__dict__["update_state"]
+
+        @_not_converted
+        def update_state(metric: Any, *args: Any, **kwargs: Any) -> Any:
+            # A metric function (compile(metrics=[fn])): Keras calls `metric._fn` unconverted; the
+            # island is that function alone, and the train step around it stays compiled.
+            fn = metric.__dict__.get("_fn")
+            code = _table.code_of(fn)
+            if _hook.tracing() and code is not None and _table.is_user_code(code):
+                action = decide(code)
+                if action == QUIET:
+                    return _quiet(lambda: original_update(metric, *args, **kwargs))
+                if action == ISLAND:
+                    @_not_converted
+                    def island(*call_args: Any, **call_kwargs: Any) -> Any:
+                        return _island(fn, call_args, call_kwargs, name=code.co_name, trace=fn, code=code)
+
+                    object.__setattr__(metric, "_fn", island)
+                    try:
+                        return original_update(metric, *args, **kwargs)
+                    finally:
+                        object.__setattr__(metric, "_fn", fn)
+            return original_update(metric, *args, **kwargs)
+
+        _patch(wrapper_class, "update_state", update_state)
 
 
 def _patch_keras2() -> None:
@@ -669,7 +698,8 @@ def install() -> None:
         import wrapt
 
         _import_hooks_registered = True
-        for name in (KERAS3_LAYER, KERAS3_LOSS, KERAS3_BACKEND, KERAS3_TRAINER, *KERAS2_TRAINING):
+        for name in (KERAS3_LAYER, KERAS3_LOSS, KERAS3_METRICS, KERAS3_BACKEND, KERAS3_TRAINER,
+                     *KERAS2_TRAINING):
             wrapt.register_post_import_hook(_on_keras_import, name)
 
 

@@ -47,10 +47,25 @@ def test_metric_function_and_metric_update_state_under_fit() -> None:
     plain = plain_result("bp_metrics.py")
     assert result["history"] == plain["history"]
     assert result["weights"] == plain["weights"]
-    # Keras 3: its train step became the island when its first trace reached mean_gap (docs/breakpoints.md);
-    # Keras 2 converts both with AutoGraph, so each is an island of its own.
-    assert result["islands"] in (["mean_gap"], ["SumOfSquares.update_state", "mean_gap"])
-    assert plain["islands"] == []
+    assert result["islands"] == ["SumOfSquares.update_state", "mean_gap"] and plain["islands"] == []
+    # Keras 3 calls update_state through no door: its train step became the island (both steps ran
+    # eagerly); Keras 2 converts update_state with AutoGraph: an island of its own, the step compiled.
+    assert result["eager_steps"] in (0, 2) and plain["eager_steps"] == 0
+
+
+def test_metric_function_alone_keeps_the_train_step_compiled() -> None:
+    program = PROGRAMS / "bp_metrics.py"
+    line = marked_lines(program)
+    stops, output = run_program(program, [{"line": line["fn"]}], {line["fn"]: VALUE})
+    got = _values(stops, "bp_metrics.py")
+    assert [where for where, _ in got] == [line["fn"]] * 2  # both training steps
+    first_pred = FEATURES[:4].sum(axis=1)
+    assert np.allclose(got[0][1], np.abs(TARGETS[:4, 0] - first_pred), atol=1e-3)
+    result = result_of(output)
+    plain = plain_result("bp_metrics.py")
+    assert result["history"] == plain["history"] and result["weights"] == plain["weights"]
+    assert result["islands"] == ["mean_gap"]
+    assert result["eager_steps"] == plain["eager_steps"] == 0  # only the metric function ran eagerly
 
 
 def test_autograph_false_body_and_plain_function_below() -> None:

@@ -32,10 +32,20 @@ class SumOfSquares(keras.metrics.Metric):
         return self.total
 
 
+eager = {"steps": 0}  # calls of Probe.call that ran eagerly: how many train steps ran as an island
+
+
+class Probe(keras.layers.Layer):
+    def call(self, x):
+        if tf.executing_eagerly():
+            eager["steps"] += 1
+        return x
+
+
 keras.utils.set_random_seed(0)
 features = np.linspace(-1.0, 1.0, 24, dtype="float32").reshape(8, 3)
 targets = (features @ np.array([[0.5], [-1.0], [2.0]], dtype="float32") + 0.3).astype("float32")
-model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="ones")])
+model = keras.Sequential([keras.Input((3,)), Probe(), keras.layers.Dense(1, kernel_initializer="ones")])
 model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", metrics=[mean_gap, SumOfSquares()])
 history = model.fit(features, targets, batch_size=4, epochs=1, verbose=0, shuffle=False)
 islands = sorted(name.split(" ")[0] for name in eagerctl.status().breakpoint_islands)
@@ -43,4 +53,5 @@ print("RESULT " + json.dumps({
     "history": {key: [round(float(v), 5) for v in values] for key, values in sorted(history.history.items())},
     "weights": [np.round(w, 6).tolist() for w in model.get_weights()],
     "islands": islands,
+    "eager_steps": eager["steps"],
 }))
