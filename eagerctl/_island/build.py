@@ -60,11 +60,11 @@ class _Scratch:
             args, kwargs = island.arguments.rebuild(self.placeholders)
             # Autograph follows the outer function's setting, as a traced body would.
             converted = autograph.tf_convert(island.trace_fn, ag_ctx.control_status_ctx())
-            # A tape of the scratch trace tells what the traced body's gradients are.
-            self.tape = tf.GradientTape(persistent=True)
+            # No tape of eagerctl's own here (the gradients are learned from the graph):
+            # a tape makes TF's C++ layer call back into Python for every op, and it
+            # crashes the interpreter when Ctrl-C lands in such a callback.
             try:
-                with record.VariableWatcher() as watcher, numpy_stand_ins(), self.tape:
-                    self.tape.watch([self.placeholders[k] for k in diff_inputs])
+                with record.VariableWatcher() as watcher, numpy_stand_ins():
                     made = _TraceValues.made.get(threading.get_ident(), 0)
                     out = converted(*args, **kwargs)
                     self.read_values = _TraceValues.made.get(threading.get_ident(), 0) > made
@@ -88,6 +88,7 @@ class _Scratch:
     def learn_gradients(self, variables: list[Any]) -> list[Any]:
         """The type of each source's gradient in the traced body (see `_learn_gradient_specs`)."""
         import tensorflow as tf
+        from tensorflow.python.eager import record
 
         # Building the body's gradient costs about what tracing it did: only
         # where an op can make a gradient other than a dense tensor.
@@ -95,9 +96,28 @@ class _Scratch:
             return [None] * (len(self.diff_inputs) + len(variables))
         targets = [t for t in tf.nest.flatten([self.out, self.losses], expand_composites=True)
                    if isinstance(t, tf.Tensor) and _differentiable(t.dtype)]
-        with self.graph.as_default():
+        with self.graph.as_default(), record.stop_recording():
             sources = [self.placeholders[k] for k in self.diff_inputs] + variables
-            return _learn_gradient_specs(self.tape, targets, sources)
+            return _learn_gradient_specs(_GraphGradients(), targets, sources)
+
+
+class _GraphGradients:
+    """`tf.gradients` in the scratch graph, where `_learn_gradient_specs` expects a tape.
+
+    The gradients the traced body has, built from the graph after the trace
+    rather than recorded on a tape during it: TF's C++ tape code calls Python
+    (a tensor's `dtype`, a variable's `handle`) for every op it records and does
+    not check those calls for errors, so Ctrl-C landing in one crashes the
+    interpreter (SIGSEGV) or is lost. Without a tape of eagerctl's own, an
+    island's trace records on the tapes that would have recorded its traced
+    body, and on none in a `tf.data` function.
+    """
+
+    @staticmethod
+    def gradient(targets: list[Any], sources: list[Any]) -> list[Any]:
+        import tensorflow as tf
+
+        return tf.gradients(targets, sources)  # type: ignore[no-any-return]
 
 
 def build(island: Any) -> Any:

@@ -279,3 +279,67 @@ def test_ctrl_c_while_an_island_runs_in_a_compiled_step_is_a_keyboard_interrupt(
     assert runs[4:] == [True] * (len(batches) - 3)
     for got, want in zip(weights(model), weights(plain), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+# The SIGSEGV of issue 17. TensorFlow's C++ tape code (`TFE_Py_RecordGradient`, run for every op
+# built while a gradient tape records) calls a graph tensor's Python `dtype` and does not check
+# that call for an error: Ctrl-C landing there kills the interpreter with SIGSEGV, in plain
+# TensorFlow too, wherever a tape records a trace (a train step's `GradientTape`). An island's
+# trace used to record on a tape of eagerctl's own (to learn its gradients' types), so a
+# `tf.data` map function or an inference function, which plain TensorFlow traces with no tape
+# recording, got that window on every op. It now learns them from the graph after the trace.
+
+
+@contextmanager
+def tape_callbacks() -> Iterator[list[int]]:
+    """Counts the Python calls TF's `TFE_Py_RecordGradient` makes in this thread in the block."""
+    calls: list[int] = []  # per C call in progress: the id of its caller's frame, or 0
+    count = [0]
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "c_call":
+            calls.append(id(frame) if getattr(arg, "__name__", None) == "TFE_Py_RecordGradient" else 0)
+        elif event in ("c_return", "c_exception"):
+            if calls:
+                calls.pop()
+        elif event == "call" and calls and calls[-1] and id(frame.f_back) == calls[-1]:
+            count[0] += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield count
+    finally:
+        sys.setprofile(previous)
+
+
+def image_pipeline(debug: bool) -> tuple[Any, int, list[bool]]:
+    """The load-and-preprocess tutorial's shape: uint8 images scaled and standardized in `map`."""
+    runs: list[bool] = []
+
+    @maybe(debug)
+    def preprocess(images: Any, labels: Any) -> tuple[Any, Any]:
+        runs.append(tf.executing_eagerly())
+        images = tf.image.convert_image_dtype(images, tf.float32)
+        images = tf.image.per_image_standardization(tf.image.resize(images, (6, 6)))
+        return tf.reshape(images, (-1, 36)), labels
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
+    labels = rng.integers(0, 2, (64, 1)).astype(np.float32)
+    with tape_callbacks() as count:
+        ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16).map(preprocess)
+    assert runs == [False]  # traced once, by `map`
+    return ds, count[0], runs
+
+
+def test_an_island_in_a_tf_data_map_is_traced_with_no_tape_recording() -> None:
+    plain, plain_calls, _ = image_pipeline(debug=False)
+    island, island_calls, runs = image_pipeline(debug=True)
+    assert plain_calls == 0
+    # Before: 30-odd, one per tensor of every op the body built (each a place where Ctrl-C crashed).
+    assert island_calls == plain_calls
+    for (got_x, got_y), (want_x, want_y) in zip(island, plain, strict=True):
+        np.testing.assert_allclose(got_x.numpy(), want_x.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(got_y.numpy(), want_y.numpy())
+    assert runs == [False, True, True, True, True]  # then eagerly, once per batch
