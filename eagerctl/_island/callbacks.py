@@ -53,7 +53,7 @@ def _eager_func_class() -> type:
         from tensorflow.python.ops import script_ops
 
         array, int64_np = np.array, np.int64
-        eager_mode = context.eager_mode
+        eager_mode, ensure_initialized = context.eager_mode, context.ensure_initialized
         eager_tensor = ops.EagerTensor
         int64 = dtypes.int64.as_datatype_enum
 
@@ -79,6 +79,7 @@ def _eager_func_class() -> type:
                     if device is not None:  # another device: TF's conversion, the id as an array
                         ret[-1] = array(call, int64_np)
                         return _converted(self, ret, device)
+                    ensure_initialized()  # as TF's conversion does (a tensor needs the context)
                     ret[-1] = eager_tensor(call if call == 0 else array(call, int64_np), _CPU, int64)
                     for x, enum in zip(ret, self.enums, strict=True):
                         if (x.__class__ is not eager_tensor or x._datatype_enum() != enum
