@@ -574,8 +574,11 @@ def _patch_keras3() -> None:
         original_spec = spec
 
         def compute_output_spec(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            # A symbolic call to learn output shapes (building a model): nothing to stop at.
-            if STATE.enabled and wants_island(_table.code_of(fn) or _NO_CODE):
+            # A symbolic call to learn output shapes (building a model): nothing to stop at, in it
+            # or in what it calls.
+            if _hook.WATCH.on:
+                refresh_if_changed()
+            if STATE.enabled and (STATE.lines or wants_island(_table.code_of(fn) or _NO_CODE)):
                 return _quiet(lambda: original_spec(fn, *args, **kwargs))
             return original_spec(fn, *args, **kwargs)
 

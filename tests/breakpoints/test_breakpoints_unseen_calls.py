@@ -1,8 +1,9 @@
 """Breakpoints in functions a trace reaches through no door of their own stop too, with values.
 
 A metric under `fit` (a plain function given to `compile(metrics=...)`, a `Metric`
-subclass's `update_state`), and code under `tf.function(autograph=False)`: its
-body, and a plain function it calls. debugpy is driven over DAP as VS Code does,
+subclass's `update_state`), code under `tf.function(autograph=False)` (its body,
+and a plain function it calls), and a plain function a Keras 3 layer's `call`
+calls. debugpy is driven over DAP as VS Code does,
 pdb with commands on stdin. Each case asserts the number of stops, the user's
 file and line in the top frame, a concrete value there, and the program's result
 against the same program without a debugger.
@@ -143,3 +144,16 @@ def test_hit_count_and_logpoint_in_an_autograph_false_function() -> None:
               if m.get("event") == "output" and "LOGGED" in m.get("body", {}).get("output", "")]
     assert logged == ["LOGGED y=[3.0, 5.0, 7.0]", "LOGGED y=[5.0, 9.0, 13.0]"]  # each call, with values
     assert result_of(output)["results"] == plain_result("bp_no_autograph.py")["results"]
+
+
+def test_pdb_break_in_a_plain_function_a_layer_calls_under_fit() -> None:
+    """Stops at every training step with the batch, never while Keras builds the model symbolically."""
+    line = marked_lines(PROGRAMS / "bp_layer_helper.py")["helper"]
+    show = "p [round(v, 3) for v in tf.reshape(y, [-1]).numpy().tolist()]"
+    output = _pdb("bp_layer_helper.py", [f"b bp_layer_helper.py:{line}", "c", show, "c", show, "c", "q"])
+    assert _stops(output, "bp_layer_helper.py") == [(line, "shifted")] * 2
+    assert "Tensor(" not in output  # no symbolic tensor shown, at any stop
+    first = [round(float(v), 3) for v in (FEATURES[:4] * 2.0).reshape(-1)]
+    assert f"(Pdb) {first}" in output
+    result, plain = result_of(output), plain_result("bp_layer_helper.py")
+    assert result["loss"] == plain["loss"] and result["weights"] == plain["weights"]
