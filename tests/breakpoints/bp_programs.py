@@ -37,3 +37,9 @@ def plain_result(name: str, *args: str) -> dict[str, Any]:
                           text=True, check=False, timeout=600, cwd=str(PROGRAMS))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return result_of(proc.stdout)
+
+
+def after_breakpoint_call(line: int) -> int:
+    """Where pdb stops for a `breakpoint()` on the line before `line`: the next line, or from Python 3.13
+    on (pdb's own change) the `breakpoint()` line itself."""
+    return line - 1 if sys.version_info >= (3, 13) else line

@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 
-from bp_programs import ENV, PROGRAMS, marked_lines, plain_result, result_of
+from bp_programs import ENV, PROGRAMS, after_breakpoint_call, marked_lines, plain_result, result_of
 
 
 def _pdb_session(args: list[str], commands: list[str], env: dict[str, str] | None = None) -> str:
@@ -43,7 +43,7 @@ def test_break_command_in_a_helper_of_a_tf_function() -> None:
 
 
 def test_breakpoint_call_in_a_tf_function_body() -> None:
-    line = marked_lines(PROGRAMS / "bp_set_trace.py")["after"]
+    line = after_breakpoint_call(marked_lines(PROGRAMS / "bp_set_trace.py")["after"])
     commands = ["p float(y)", "c", "p float(y)", "c", "p float(y)", "c"]
     output = _pdb_session(["bp_set_trace.py"], commands)
     # Every call stops in the user's file (not AutoGraph's generated one), with y = 3 * x.

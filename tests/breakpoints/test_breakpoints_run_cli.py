@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bp_programs import ENV
+from bp_programs import ENV, after_breakpoint_call
 
 PROGRAM = '''\
 """A small regression trained by a compiled step, with a breakpoint() left in the step's body."""
@@ -48,7 +48,7 @@ def _write(tmp_path: Path) -> tuple[Path, int]:
     program = tmp_path / "train_bp.py"
     program.write_text(PROGRAM)
     line = next(i for i, text in enumerate(PROGRAM.splitlines(), 1) if text.endswith("# STOP HERE"))
-    return program, line
+    return program, after_breakpoint_call(line)
 
 
 def _run(args: list[str], cwd: Path, commands: list[str] | None = None, **env: str) -> str:

@@ -15,6 +15,8 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from bp_programs import ENV, PROGRAMS, marked_lines, plain_result, result_of
@@ -30,20 +32,47 @@ def _values(stops: list[tuple[str, int, str]], program: str) -> list[tuple[int, 
     return [(where, json.loads(value.strip("'\""))) for _, where, value in stops]
 
 
-def test_metric_function_and_metric_update_state_under_fit() -> None:
+def _run_logged(program: Path,
+                breakpoints: list[dict[str, Any]]) -> tuple[list[tuple[int, str]], str, list[str]]:
+    """Under debugpy: (line, VALUE there) per stop, the program's output, and the logpoints' lines."""
+    session = DebugSession(program)
+    stops: list[tuple[int, str]] = []
+    try:
+        session.start({program: breakpoints})
+        while (event := session.next_stop()) is not None:
+            thread = event["body"]["threadId"]
+            frame = session.top_frame(thread)
+            assert Path(frame["source"]["path"]).name == program.name
+            stops.append((frame["line"], session.evaluate(VALUE, frame["id"])))
+            session.resume(thread)
+        output = session.finish()
+        messages = [*session.events, *session._pending]
+        while not session.messages.empty():
+            messages.append(session.messages.get_nowait())
+    finally:
+        session.close()
+    logged = [m["body"]["output"].strip() for m in messages
+              if m.get("event") == "output" and "LOGGED" in m.get("body", {}).get("output", "")]
+    return stops, output, logged
+
+
+def test_metric_update_state_and_metric_function_under_fit() -> None:
+    """A breakpoint in update_state, a logpoint in the metric function (with Keras 2 they are two islands
+    the graph may run at once, on two threads: two stops at once would be one `stopped` event here)."""
     program = PROGRAMS / "bp_metrics.py"
     line = marked_lines(program)
-    stops, output = run_program(program, [{"line": line["fn"]}, {"line": line["update"]}],
-                                {line["fn"]: VALUE, line["update"]: VALUE})
-    got = _values(stops, "bp_metrics.py")
-    # Two training steps (8 samples, batches of 4): each stops once in the metric function and once in
-    # update_state (with Keras 2 they are two islands the graph may run in either order).
-    steps = [dict(got[:2]), dict(got[2:])]
-    assert len(got) == 4 and all(sorted(step) == sorted([line["fn"], line["update"]]) for step in steps), got
+    log = "LOGGED {tf.reshape(y, [-1]).numpy().tolist()}"
+    stops, output, logged = _run_logged(program, [{"line": line["update"]},
+                                                  {"line": line["fn"], "logMessage": log}])
+    # Two training steps (8 samples, batches of 4): update_state stops at each, with y_pred ** 2.
+    assert [where for where, _ in stops] == [line["update"]] * 2
     first_pred = FEATURES[:4].sum(axis=1)  # the kernel starts at ones, the bias at zero
-    assert np.allclose(steps[0][line["fn"]], np.abs(TARGETS[:4, 0] - first_pred), atol=1e-3)  # |y - y_pred|
-    assert np.allclose(steps[0][line["update"]], np.square(first_pred), atol=1e-3)  # y_pred ** 2
-    assert len(steps[1][line["fn"]]) == 4 and steps[1][line["fn"]] != steps[0][line["fn"]]  # new weights
+    assert np.allclose(json.loads(stops[0][1].strip("'\"")), np.square(first_pred), atol=1e-3)
+    assert stops[1][1] != stops[0][1]  # the second batch, with new weights
+    # The metric function logs at each step, with |y_true - y_pred|.
+    assert len(logged) == 2, logged
+    first = json.loads(logged[0].removeprefix("LOGGED "))
+    assert np.allclose(first, np.abs(TARGETS[:4, 0] - first_pred), atol=1e-3)
     result = result_of(output)
     plain = plain_result("bp_metrics.py")
     assert result["history"] == plain["history"]
