@@ -99,7 +99,7 @@ loss("one")
 def test_type_checkers_see_the_original_signatures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     api = pytest.importorskip("mypy.api")
     monkeypatch.chdir(Path(__file__).resolve().parents[2])  # where mypy finds eagerctl's source
-    # mypy sets $MYPY_CONFIG_FILE_DIR when it reads a config file: monkeypatch records it so as to put it back.
+    # mypy sets $MYPY_CONFIG_FILE_DIR when it reads a config file: monkeypatch records it to put it back.
     monkeypatch.setenv("MYPY_CONFIG_FILE_DIR", str(Path.cwd()))
     source = tmp_path / "snippet.py"
     source.write_text(textwrap.dedent(MYPY_SNIPPET))
