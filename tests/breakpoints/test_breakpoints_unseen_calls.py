@@ -69,11 +69,18 @@ def test_metric_update_state_and_metric_function_under_fit() -> None:
     first_pred = FEATURES[:4].sum(axis=1)  # the kernel starts at ones, the bias at zero
     assert np.allclose(json.loads(stops[0][1].strip("'\"")), np.square(first_pred), atol=1e-3)
     assert stops[1][1] != stops[0][1]  # the second batch, with new weights
-    # The metric function logs at each step, with |y_true - y_pred|.
-    assert len(logged) == 2, logged
-    first = json.loads(logged[0].removeprefix("LOGGED "))
-    assert np.allclose(first, np.abs(TARGETS[:4, 0] - first_pred), atol=1e-3)
     result = result_of(output)
+    if result["eager_steps"] == 2 or len(logged) == 2:
+        # Keras 3: one island (the step), one thread: the metric function logs at each step, with
+        # |y_true - y_pred|.
+        assert len(logged) == 2, logged
+        first = json.loads(logged[0].removeprefix("LOGGED "))
+        assert np.allclose(first, np.abs(TARGETS[:4, 0] - first_pred), atol=1e-3)
+    else:
+        # Keras 2: two islands the graph may run at once, on two threads; debugpy suspends every
+        # thread at a stop, and a logpoint another thread reaches meanwhile is passed over (as in any
+        # threaded program; docs/breakpoints.md, Limits).
+        assert len(logged) == 1, logged
     plain = plain_result("bp_metrics.py")
     assert result["history"] == plain["history"]
     assert result["weights"] == plain["weights"]
