@@ -54,6 +54,7 @@ def _eager_func_class() -> type:
 
         array, int64_np = np.array, np.int64
         eager_mode, ensure_initialized = context.eager_mode, context.ensure_initialized
+        current = context.context
         eager_tensor = ops.EagerTensor
         int64 = dtypes.int64.as_datatype_enum
 
@@ -80,7 +81,10 @@ def _eager_func_class() -> type:
                         ret[-1] = array(call, int64_np)
                         return _converted(self, ret, device)
                     ensure_initialized()  # as TF's conversion does (a tensor needs the context)
-                    ret[-1] = eager_tensor(call if call == 0 else array(call, int64_np), _CPU, int64)
+                    # Made where TF's conversion makes it (the thread's device, '' for the host's
+                    # CPU): `_CPU` names the host only in a local job, not a multi-worker one.
+                    ret[-1] = eager_tensor(call if call == 0 else array(call, int64_np),
+                                           current().device_name, int64)
                     for x, enum in zip(ret, self.enums, strict=True):
                         if (x.__class__ is not eager_tensor or x._datatype_enum() != enum
                                 or x.backing_device != _CPU):
