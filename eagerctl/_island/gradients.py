@@ -19,7 +19,7 @@ from typing import Any
 from . import callbacks
 from .callbacks import _callback_of, _is_async
 from .errors import IslandError
-from .plumbing import _differentiable, _op_name, _short
+from .plumbing import _differentiable, _eager_tensor, _op_name, _short
 
 _FORWARD_OP_TYPE = "EagerctlIsland"
 _GRADIENT_OP_TYPE = "EagerctlIslandGradient"
@@ -230,7 +230,7 @@ def gradient_parts(name: str, source: Any, grad: Any, spec: Any) -> list[Any]:
     This run's gradient may differ in type from the traced body's (another
     path taken, no gradient at all): it is converted, with the same value.
     """
-    if spec is None and grad.__class__ is (_EAGER_TENSOR or _eager_tensor()):
+    if spec is None and grad.__class__ is _eager_tensor():
         return [grad]  # the usual case: a dense gradient, a tensor already
     import tensorflow as tf
 
@@ -250,18 +250,6 @@ def gradient_parts(name: str, source: Any, grad: Any, spec: Any) -> list[Any]:
             "the same way on every call"
         )
     return list(tf.nest.flatten(grad, expand_composites=True))
-
-
-_EAGER_TENSOR: Any = None
-
-
-def _eager_tensor() -> Any:
-    global _EAGER_TENSOR
-    if _EAGER_TENSOR is None:
-        from tensorflow.python.framework import ops
-
-        _EAGER_TENSOR = ops.EagerTensor
-    return _EAGER_TENSOR
 
 
 def _as_slices(source: Any, grad: Any, spec: Any) -> Any:

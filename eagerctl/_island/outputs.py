@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import IslandError
 from .losses import _LossLists
-from .plumbing import _short
+from .plumbing import _eager_tensor, _short
 
 
 class _Output:
@@ -42,18 +42,6 @@ def _paths(out: Any, count: int) -> list[str]:
     if len(paths) != count:
         paths = [f"output {i}" for i in range(count)]
     return paths
-
-
-_EAGER_TENSOR: Any = None
-
-
-def _eager_tensor() -> Any:
-    global _EAGER_TENSOR
-    if _EAGER_TENSOR is None:
-        from tensorflow.python.framework import ops
-
-        _EAGER_TENSOR = ops.EagerTensor
-    return _EAGER_TENSOR
 
 
 def _fits(shape: tuple[int, ...], dims: tuple[int | None, ...] | None) -> bool:

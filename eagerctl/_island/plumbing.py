@@ -70,3 +70,16 @@ def _unique(variables: Sequence[Any]) -> list[Any]:
             seen.add(id(v))
             kept.append(v)
     return kept
+
+
+_EAGER_TENSOR: Any = None
+
+
+def _eager_tensor() -> Any:
+    """TF's `EagerTensor` class (imported at first use)."""
+    global _EAGER_TENSOR
+    if _EAGER_TENSOR is None:
+        from tensorflow.python.framework import ops
+
+        _EAGER_TENSOR = ops.EagerTensor
+    return _EAGER_TENSOR
