@@ -48,9 +48,28 @@ def _settrace() -> Callable[[Any], None]:
     return set_trace  # type: ignore[no-any-return]
 
 
+def _quiet_set_trace(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`Bdb.set_trace` that does nothing in a silenced thread, and is `original` elsewhere.
+
+    A body that imports its debugger itself (`import ipdb; ipdb.set_trace()`) gets a
+    module that was not there to be silenced when the trace began: every bdb debugger
+    (pdb, ipdb) starts through `Bdb.set_trace`, silenced here instead.
+    """
+
+    def set_trace(self: Any, frame: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_table.local, "quiet", 0):
+            return None
+        return original(self, sys._getframe(1) if frame is None else frame, *args, **kwargs)
+
+    set_trace.__wrapped__ = original  # type: ignore[attr-defined]
+    return set_trace
+
+
 @contextlib.contextmanager
 def silenced() -> Iterator[None]:
     """No debugger stops in this thread meanwhile (for the trace that learns outputs)."""
+    import bdb  # standard library, light: what pdb and ipdb stand on
+
     trace = sys.gettrace()
     hook = sys.breakpointhook
     patched: list[tuple[Any, Any]] = []
@@ -67,11 +86,14 @@ def silenced() -> Iterator[None]:
     sys.breakpointhook = _noop
     for module, _ in patched:
         module.set_trace = _noop
+    bdb_set_trace = bdb.Bdb.__dict__["set_trace"]
+    bdb.Bdb.set_trace = _quiet_set_trace(bdb_set_trace)  # type: ignore[method-assign]
     _table.local.quiet = getattr(_table.local, "quiet", 0) + 1  # a door's watch on calls ignores this body
     try:
         yield
     finally:
         _table.local.quiet -= 1
+        bdb.Bdb.set_trace = bdb_set_trace  # type: ignore[method-assign]
         for module, original in patched:
             module.set_trace = original
         sys.breakpointhook = hook

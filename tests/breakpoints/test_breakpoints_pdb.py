@@ -53,3 +53,17 @@ def test_breakpoint_call_in_a_tf_function_body() -> None:
     assert re.findall(r"^\(Pdb\) (\d+\.\d+)$", output, re.MULTILINE) == ["0.0", "3.0", "6.0"]
     plain = plain_result("bp_set_trace.py")  # with PYTHONBREAKPOINT=0: breakpoint() does nothing
     assert result_of(output)["results"] == plain["results"] == [1.0, 4.0, 7.0]
+
+
+def test_ipdb_set_trace_imported_inside_a_tf_function_body() -> None:
+    # The body imports ipdb itself, so ipdb arrives during the trace that learns the island's
+    # outputs. That trace must not stop (it would show symbolic tensors in AutoGraph's file).
+    line = marked_lines(PROGRAMS / "bp_ipdb.py")["after"]
+    commands = ["p float(y)", "c", "p float(y)", "c", "p float(y)", "c"]
+    output = re.sub(r"\x1b\[[0-9;]*m", "", _pdb_session(["bp_ipdb.py"], commands))  # ipdb's colours
+    places = re.findall(r"^(?:ipdb> )*> (\S+?)\((\d+)\)(\w+)\(\)$", output, re.MULTILINE)
+    assert [(where.rsplit("/", 1)[-1], int(at), name) for where, at, name in places] == [
+        ("bp_ipdb.py", line, "step")] * 3
+    assert re.findall(r"^ipdb> (\d+\.\d+)$", output, re.MULTILINE) == ["0.0", "3.0", "6.0"]
+    # The same step as bp_set_trace.py's, whose plain run (no debugger) gives 3 * x + 1.
+    assert result_of(output.replace("ipdb> ", ""))["results"] == plain_result("bp_set_trace.py")["results"]
