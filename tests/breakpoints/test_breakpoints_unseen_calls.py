@@ -157,27 +157,12 @@ def test_hit_count_and_logpoint_in_an_autograph_false_function() -> None:
     """A hit count (stop at the second call only) and a logpoint (print, never stop), as in plain Python."""
     program = PROGRAMS / "bp_no_autograph.py"
     line = marked_lines(program)
-    session = DebugSession(program)
-    stops: list[tuple[int, str]] = []
-    try:
-        session.start({program: [{"line": line["inner"], "hitCondition": "2"},
-                                 {"line": line["body"], "logMessage": "LOGGED y={y.numpy().tolist()}"}]})
-        while (event := session.next_stop()) is not None:
-            thread = event["body"]["threadId"]
-            frame = session.top_frame(thread)
-            stops.append((frame["line"], session.evaluate(VALUE, frame["id"])))
-            session.resume(thread)
-        output = session.finish()
-        messages = [*session.events, *session._pending]
-        while not session.messages.empty():
-            messages.append(session.messages.get_nowait())
-    finally:
-        session.close()
+    stops, output, logged = _run_logged(program, [
+        {"line": line["inner"], "hitCondition": "2"},
+        {"line": line["body"], "logMessage": "LOGGED y={y.numpy().tolist()}"}])
     assert [where for where, _ in stops] == [line["inner"]]  # the second call of inner, only
     second = np.sqrt(np.array([2.0, 4.0, 6.0]) + 1.0)
     assert np.allclose(json.loads(stops[0][1].strip("'\"")), second, atol=1e-4)
-    logged = [m["body"]["output"].strip() for m in messages
-              if m.get("event") == "output" and "LOGGED" in m.get("body", {}).get("output", "")]
     assert logged == ["LOGGED y=[3.0, 5.0, 7.0]", "LOGGED y=[5.0, 9.0, 13.0]"]  # each call, with values
     assert result_of(output)["results"] == plain_result("bp_no_autograph.py")["results"]
 
