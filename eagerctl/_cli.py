@@ -559,7 +559,7 @@ class _TensorFlowSetup:
         from . import _hook, _scope
 
         # Kept before it is entered: `finish()` undoes whatever part an interrupt let happen.
-        self.activation = _scope.Activation(self.scope, sys._getframe(), enter=False)
+        self.activation = _scope.Activation(self.scope, sys._getframe())
         self.entered = True
         if _hook.installed:
             self.activation.enter()

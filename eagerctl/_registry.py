@@ -12,7 +12,7 @@ all O(1), and each change is one dict operation, which an interrupt cannot
 split.
 
 While scopes are active eagerctl owns the flag: every write goes through
-`write()` under the lock, eagerctl's and the user's (the hook routes
+`write()` (or a scope's entry and exit), eagerctl's and the user's (the hook routes
 `tf.config.run_functions_eagerly` here), so none is lost to a race, and an
 outside write becomes the baseline without overriding the newest scope. A
 write that bypasses TF's function (an assignment to the module global) is
@@ -24,14 +24,25 @@ short by an interrupt (KeyboardInterrupt) is repaired by `sync()`, which the
 scopes call on that path, or by the next operation.
 
 The lock guards only this module's data. Nothing under it calls user code or
-imports TensorFlow.
+imports TensorFlow. Most programs enter process scopes from one thread, so the
+lock is *biased*: the thread that took it last runs `enter` and `exit` without
+it (two attribute writes instead of a lock round trip, a third of an entry's
+cost), and another thread takes the bias over under the lock once the biased
+thread is out of them (`_claim`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any, Protocol
+
+_get_ident = threading.get_ident
 
 
 class Node(Protocol):
@@ -41,14 +52,35 @@ class Node(Protocol):
     def thread(self) -> int: ...
 
 
+class _Bias:
+    """The thread that may run `enter` and `exit` without the lock, and whether it is inside one now."""
+
+    __slots__ = ("busy", "owner")
+
+    def __init__(self, owner: int) -> None:
+        self.owner = owner
+        self.busy = False
+
+
+_NOBODY = _Bias(0)  # no thread's ident is 0
+# A build without the GIL (free-threaded CPython) gives no ordering between one
+# thread's attribute writes and another's reads: there the bias is given back
+# before the lock is.
+_GIL = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+
+
 class Registry:
     def __init__(self) -> None:
         self.flags: Any = None  # TF's eager_function_run module, attached by the hook
         self._lock = threading.RLock()  # reentrant: a leaked hold is recognized as this thread's
+        self._bias = _NOBODY
         self._active: dict[Node, None] = {}
         self._baseline = False
-        self._written: object = None  # what eagerctl last wrote to the flag
-        self._writing = False  # True between a write to the flag and `_written`
+        # What eagerctl last wrote to the flag, and what it is about to write: a
+        # flag holding either was not written outside eagerctl (a write cut short
+        # by an interrupt leaves them different).
+        self._written: object = None
+        self._pending: object = None
         self._held_for_fork = False
 
     # -- under the lock -------------------------------------------------------
@@ -69,11 +101,35 @@ class Registry:
             lock._release_save()  # type: ignore[attr-defined]
         return lock
 
+    def _claim(self, me: int) -> None:
+        """Under the lock: make `me` the biased thread, once the one before is out of `enter`/`exit`.
+
+        Dekker's handshake, which the GIL makes sound: this writes `_bias`, then
+        reads the old bias's `busy`; the biased thread writes `busy`, then reads
+        `_bias`. At least one of the two sees the other's write, so either the
+        biased thread takes the lock path, or this waits for it to finish.
+        """
+        bias = self._bias
+        if bias.owner == me:
+            return
+        self._bias = _Bias(me)
+        while bias.busy and _inside_fast_path(bias.owner):
+            time.sleep(1e-5)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """The lock, and the bias for this thread: no operation runs in another thread meanwhile."""
+        with self._locked():
+            self._claim(_get_ident())
+            try:
+                yield
+            finally:
+                if not _GIL:
+                    self._bias = _NOBODY
+
     def _notice(self, flags: Any) -> None:
         flag = flags.RUN_FUNCTIONS_EAGERLY
-        if self._writing:  # a write of eagerctl's was cut short: not an outside one
-            self._writing = False
-        elif flag is not self._written:  # written outside eagerctl: the new baseline
+        if flag is not self._written and flag is not self._pending:  # written outside eagerctl
             self._baseline = True if flag else False
 
     def _publish(self, flags: Any) -> None:
@@ -81,68 +137,73 @@ class Registry:
         for newest in reversed(self._active):
             value = newest.value
             break
-        self._writing = True
+        self._pending = value
         flags.RUN_FUNCTIONS_EAGERLY = self._written = value
-        self._writing = False
 
     # -- operations -----------------------------------------------------------
-    # `enter` and `exit`, on every process scope's path, inline `_locked`,
-    # `_notice` and `_publish`, and take the lock with `acquire()` and a
-    # `try`/`finally` rather than `with`: half the cost of a `with` round trip
-    # on CPython 3.11 (an interrupt between the acquire and the `try` leaves
-    # the lock held by this thread, which the next operation takes back, as
-    # for `with`).
+    # `enter` and `exit`, on every process scope's path, run without the lock in
+    # the thread that last took it (the bias): `busy` set around the operation
+    # is what another thread taking the lock waits for (`_claim`). Any other
+    # thread takes the lock, becomes the biased thread and runs the same code.
+    # They inline `_notice` and `_publish`.
     def enter(self, node: Node) -> Node | None:
         """Register `node` as the newest; return the node that was newest before (None if none).
 
         The caller checks that one for a scope whose block is over, in the same
-        lock round trip as the entry (the lock is most of an entry's cost).
+        operation as the entry.
         """
-        flags = self.flags
-        lock = self._lock
-        if lock._is_owned():  # type: ignore[attr-defined]
-            lock._release_save()  # type: ignore[attr-defined]
-        lock.acquire()
-        try:
-            active = self._active
-            below = next(reversed(active)) if active else None
-            flag = flags.RUN_FUNCTIONS_EAGERLY
-            if self._writing:
-                self._writing = False
-            elif flag is not self._written:
-                self._baseline = True if flag else False
-            active[node] = None
-            self._writing = True
-            flags.RUN_FUNCTIONS_EAGERLY = self._written = node.value
-            self._writing = False
-            return below
-        finally:
-            lock.release()
+        bias = self._bias
+        if bias.owner == node.thread:  # `node` is entered by the thread running this
+            busy = bias.busy  # True inside one (a finalizer the GC runs there), or left by an interrupt
+            bias.busy = True
+            try:
+                if self._bias is bias:
+                    active = self._active
+                    below = next(reversed(active)) if active else None
+                    flags = self.flags
+                    flag = flags.RUN_FUNCTIONS_EAGERLY
+                    if flag is not self._written and flag is not self._pending:
+                        self._baseline = True if flag else False
+                    active[node] = None
+                    self._pending = value = node.value
+                    flags.RUN_FUNCTIONS_EAGERLY = self._written = value
+                    return below
+            finally:
+                bias.busy = busy
+        return self._enter_locked(node)
+
+    def _enter_locked(self, node: Node) -> Node | None:
+        with self._exclusive():
+            if node.thread != self._bias.owner:
+                raise RuntimeError(f"eagerctl's registry: {node!r} is entered by a thread not its own")
+            return self.enter(node)
 
     def exit(self, node: Node) -> bool:
         """Remove `node`; False (and nothing changed) if it is not registered."""
-        flags = self.flags
-        lock = self._lock
-        if lock._is_owned():  # type: ignore[attr-defined]
-            lock._release_save()  # type: ignore[attr-defined]
-        lock.acquire()
-        try:
-            active = self._active
-            if node not in active:
-                return False
-            flag = flags.RUN_FUNCTIONS_EAGERLY
-            if self._writing:
-                self._writing = False
-            elif flag is not self._written:
-                self._baseline = True if flag else False
-            del active[node]
-            value: bool | None = next(reversed(active)).value if active else self._baseline
-            self._writing = True
-            flags.RUN_FUNCTIONS_EAGERLY = self._written = value
-            self._writing = False
-            return True
-        finally:
-            lock.release()
+        bias = self._bias
+        if bias.owner == _get_ident():
+            busy = bias.busy  # True inside one (a finalizer the GC runs there), or left by an interrupt
+            bias.busy = True
+            try:
+                if self._bias is bias:
+                    active = self._active
+                    if node not in active:
+                        return False
+                    flags = self.flags
+                    flag = flags.RUN_FUNCTIONS_EAGERLY
+                    if flag is not self._written and flag is not self._pending:
+                        self._baseline = True if flag else False
+                    del active[node]
+                    self._pending = value = next(reversed(active)).value if active else self._baseline
+                    flags.RUN_FUNCTIONS_EAGERLY = self._written = value
+                    return True
+            finally:
+                bias.busy = busy
+        return self._exit_locked(node)
+
+    def _exit_locked(self, node: Node) -> bool:
+        with self._exclusive():
+            return self.exit(node)
 
     def write(self, value: bool) -> None:
         """An outside write (`tf.config.run_functions_eagerly`): the new baseline.
@@ -151,26 +212,25 @@ class Registry:
         newest scope keeps deciding until the last one exits.
         """
         flags = self.flags
-        with self._locked():
+        with self._exclusive():
             self._baseline = value
             if not self._active:
-                self._writing = True
+                self._pending = value
                 flags.RUN_FUNCTIONS_EAGERLY = self._written = value
-                self._writing = False
 
     def sync(self) -> None:
         """Publish the flag from the registered scopes (repairs an interrupted operation)."""
         flags = self.flags
         if flags is None:
             return
-        with self._locked():
+        with self._exclusive():
             self._notice(flags)
             self._publish(flags)
 
     def reset(self) -> list[Node]:
         """Unregister every process scope and put the flag at its baseline; return those removed."""
         flags = self.flags
-        with self._locked():
+        with self._exclusive():
             self._notice(flags)
             removed = list(self._active)
             self._active.clear()
@@ -180,7 +240,7 @@ class Registry:
     # -- views ----------------------------------------------------------------
     def snapshot(self) -> tuple[bool, list[Node]]:
         """(baseline, active process nodes oldest first), after repairing the flag."""
-        with self._locked():
+        with self._exclusive():
             if self.flags is not None:
                 self._notice(self.flags)
                 self._publish(self.flags)
@@ -191,7 +251,7 @@ class Registry:
         # Under the lock: a dict's reverse iterator that another thread's changes
         # (an insertion and a deletion, resizing the table) made stale can read
         # past the table in CPython 3.11, and crash the process.
-        with self._locked():
+        with self._exclusive():
             for node in reversed(self._active):
                 return node
             return None
@@ -217,12 +277,36 @@ class Registry:
         # threads can never be exited there, so they are dropped, and the flag
         # is set from what remains.
         self._lock = threading.RLock()
-        me = threading.get_ident()
+        self._bias = _NOBODY
+        me = _get_ident()
         for node in list(self._active):
             if node.thread != me:
                 del self._active[node]
         if self._written is not None and self.flags is not None:
             self._publish(self.flags)
+
+
+_FAST_PATH = (Registry.enter.__code__, Registry.exit.__code__)
+_LOCK_PATH = (Registry._enter_locked.__code__, Registry._exit_locked.__code__,
+              Registry._exclusive.__wrapped__.__code__)  # type: ignore[attr-defined]
+
+
+def _inside_fast_path(thread: int) -> bool:
+    """Whether `thread` runs `enter` or `exit` without the lock now (not only waits for it in them).
+
+    Its `busy` may also have been left set by an interrupt between two of its
+    instructions (a trace function can raise anywhere), or the thread may be
+    gone: then there is nothing to wait for.
+    """
+    frame: FrameType | None = sys._current_frames().get(thread)
+    while frame is not None:
+        code = frame.f_code
+        if code in _FAST_PATH:
+            return True
+        if code in _LOCK_PATH:
+            return False
+        frame = frame.f_back
+    return False
 
 
 REGISTRY = Registry()

@@ -45,6 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _get_ident = threading.get_ident
 _modules = sys.modules
 _getframe = sys._getframe
+_new = object.__new__
 _STACK_get = _local.STACK.get
 _STACK_set = _local.STACK.set
 _STACK_reset = _local.STACK.reset
@@ -108,9 +109,7 @@ class Activation:
     """One entry of a scope: what the local stack and the registry hold.
 
     `Activation(scope, frame)` only records where; `enter()`, called inside
-    the `try` whose handler calls `exit()`, enters it.
-    `Activation(scope, frame, stacklevel)` enters it at once (an interrupt
-    right after it returns is not covered). A local activation is itself the
+    the `try` whose handler calls `exit()`, enters it. A local activation is itself the
     top entry of its context's stack (`value`, `below`), so entering allocates
     one object. `value` is the override while it is active and None before
     and after: that one field is what every context holding it reads. Where it
@@ -120,13 +119,8 @@ class Activation:
 
     __slots__ = ("below", "code", "frame", "lasti", "scope", "task", "thread", "token", "value")
 
-    def __init__(self, scope: Scope, frame: FrameType, stacklevel: int | None = None, *,
-                 enter: bool = True) -> None:
-        """Record where `scope` is entered (the code running in `frame`); with `stacklevel`, enter it.
-
-        Warnings point `stacklevel` frames above the caller. (`enter=False`
-        with a `stacklevel` only records, as without one.)
-        """
+    def __init__(self, scope: Scope, frame: FrameType) -> None:
+        """Record where `scope` is entered: the code running in `frame`."""
         self.scope = scope
         self.code = frame.f_code
         self.lasti = frame.f_lasti
@@ -135,8 +129,6 @@ class Activation:
         self.value: bool | None = None
         self.token: Any = None
         self.frame: FrameType | None = None  # a `with` statement's frame, while its block runs
-        if stacklevel is not None and enter:
-            self.enter(stacklevel + 1)
 
     def enter(self, stacklevel: int = 1) -> None:
         """Enter: the override takes effect (one commit, last). Misuse raises with nothing changed."""
@@ -154,8 +146,9 @@ class Activation:
             self.value = scope.enabled
             below = REGISTRY.enter(self)  # the commit
             # The scope entered before this one, if its block is over (an interrupt hit its
-            # exit), is taken off now: after the commit, in the same lock round trip.
-            if isinstance(below, Activation) and below.frame is not None and _orphaned(below):
+            # exit), is taken off now: after the commit, in the same registry operation.
+            if (below is not None and isinstance(below, Activation) and below.frame is not None
+                    and _orphaned(below)):
                 _repair(below)
             return
         if hook.running_loop() is not None:
@@ -693,7 +686,12 @@ def eager_scope(enabled: bool = True, *, process: bool = False) -> Scope:
     if enabled.__class__ is not bool or process.__class__ is not bool:
         _check_bool("eager_scope", "enabled", enabled)
         _check_bool("eager_scope", "process", process)
-    return Scope(enabled, process, "eager_scope")
+    scope = _new(Scope)  # `Scope(...)` without its `__init__` call: a tenth of an entry's cost
+    scope.enabled = enabled
+    scope.process = process
+    scope.factory = "eager_scope"
+    scope._claims = []
+    return scope
 
 
 def graph_scope(*, process: bool = False) -> Scope:
