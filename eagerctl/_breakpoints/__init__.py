@@ -100,6 +100,7 @@ def _update_watch() -> None:
     watch.check = _table.make_check(_traces.STATE, _traces.refresh)
     debugger = _table.pydevd_loaded() or _bdb_breaks or _table.debugger_active()
     watch.on = _traces.STATE.enabled and _traces.installed and debugger
+    _traces.retry_traces(watch.on)
 
 
 def _on_debugger_import(_module: object) -> None:

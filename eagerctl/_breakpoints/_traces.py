@@ -346,7 +346,8 @@ def _profiled(fn: Callable[..., Any], code: Any, args: tuple[Any, ...], kwargs: 
         reach.add(called)
         for record in records:
             record.codes.add(called)
-        if wants_island(called) and not getattr(_local, "settled", False):
+        if (wants_island(called) and not getattr(_local, "settled", False)
+                and depth in _retrying_depths()):  # only a trace that `_retrying` started traces again
             raise _Reached(depth, called)
 
     profile._eagerctl = True  # type: ignore[attr-defined]
@@ -358,21 +359,35 @@ def _profiled(fn: Callable[..., Any], code: Any, args: tuple[Any, ...], kwargs: 
         sys.setprofile(previous)
 
 
+def _retrying_depths() -> set[int]:
+    depths: set[int] | None = getattr(_local, "retrying", None)
+    if depths is None:
+        depths = _local.retrying = set()
+    return depths
+
+
 def _retrying(define: Callable[[], Any]) -> Any:
     """TF's "trace this function unless cached" (`define`), again when a door's body reached a breakpoint."""
     depth = len(_stack()) + 1  # the depth of this function's own trace
-    for _ in range(3):
+    depths = _retrying_depths()
+    outer = depth in depths
+    depths.add(depth)
+    try:
+        for _ in range(3):
+            try:
+                return define()
+            except _Reached as exc:
+                if exc.depth != depth:
+                    raise
+        settled = getattr(_local, "settled", False)
+        _local.settled = True  # never loops: the last attempt traces as it goes
         try:
             return define()
-        except _Reached as exc:
-            if exc.depth != depth:
-                raise
-    settled = getattr(_local, "settled", False)
-    _local.settled = True  # never loops: the last attempt traces as it goes
-    try:
-        return define()
+        finally:
+            _local.settled = settled
     finally:
-        _local.settled = settled
+        if not outer:
+            depths.discard(depth)
 
 
 def _top_door(python_function: Any, autograph: bool) -> Any:
@@ -401,6 +416,16 @@ def _top_door(python_function: Any, autograph: bool) -> Any:
 # -- the patches -----------------------------------------------------------------------------
 
 _saved: list[tuple[Any, str, Any]] = []
+# TF's "trace unless cached", run on every tf.function call: patched (to trace again, `_retrying`)
+# only while a debugger is watched, so that without one a compiled call runs no eagerctl code
+# but the hook's property. (owner, name, TF's function, eagerctl's)
+_retry: list[tuple[Any, str, Any, Any]] = []
+
+
+def retry_traces(on: bool) -> None:
+    """Have TF's calls trace again when a door's body reaches a breakpoint (`on`), or not."""
+    for owner, name, original, patched in _retry:
+        setattr(owner, name, patched if on and installed else original)
 
 
 def _patch(owner: Any, name: str, value: Any) -> None:
@@ -471,7 +496,7 @@ def _patch_tracing() -> None:
             return _retrying(lambda: define(args, kwargs, tracing_options))
 
         _patch(compilation, "_create_concrete_function", _create_concrete_function)
-        _patch(compilation, "_maybe_define_function", _maybe_define_function)
+        _retry[:] = [(compilation, "_maybe_define_function", define, _maybe_define_function)]
         return
     __import__(TRACING_COMPILER)
     compiler_class = sys.modules[TRACING_COMPILER].TracingCompiler
@@ -495,7 +520,7 @@ def _patch_tracing() -> None:
         return _retrying(lambda: define_method(self, args, kwargs))
 
     _patch(compiler_class, "_create_concrete_function", _create_concrete_function_213)
-    _patch(compiler_class, "_maybe_define_function", _maybe_define_function_213)
+    _retry[:] = [(compiler_class, "_maybe_define_function", define_method, _maybe_define_function_213)]
 
 
 def _swap_call(obj: Any, body: Callable[..., Any], code: Any, run: Callable[[], Any]) -> Any:
@@ -708,6 +733,8 @@ def install() -> None:
 
 def uninstall() -> None:
     global installed
+    retry_traces(False)
+    _retry.clear()
     while _saved:
         owner, name, value = _saved.pop()
         setattr(owner, name, value)

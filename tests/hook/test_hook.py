@@ -185,3 +185,52 @@ def test_restored_functions_keep_their_own_property(tmp_path: Path) -> None:
         assert float(loaded.double(tf.constant(3.0))) == 6.0
     assert restored_cls.__dict__["_run_functions_eagerly"] is own
     assert "eagerctl" not in (own.__doc__ or "")
+
+
+def test_a_compiled_call_runs_no_eagerctl_code_but_the_hooks_property_until_a_debugger_is_watched() -> None:
+    """Every tf.function call goes through the hook: without a debugger that is one property read.
+
+    The breakpoint machinery's retracing wrapper of TF's trace-unless-cached
+    step goes in only once a debugger is watched (here: pdb's first breakpoint).
+    """
+    got = run_python(
+        """
+        import collections, json, os, sys
+        import tensorflow as tf
+        import eagerctl
+        from eagerctl import _hook
+
+        eagerctl.install_hook()
+        add_one = tf.function(lambda x: x + 1.0)
+        x = tf.constant(1.0)
+        add_one(x)
+        package = os.path.dirname(eagerctl.__file__)
+
+        def eagerctl_calls():
+            called = collections.Counter()
+
+            def profile(frame, event, arg):
+                if event == "call" and frame.f_code.co_filename.startswith(package):
+                    called[frame.f_code.co_qualname] += 1
+
+            sys.setprofile(profile)
+            try:
+                for _ in range(10):
+                    add_one(x)
+            finally:
+                sys.setprofile(None)
+            return dict(called)
+
+        plain = eagerctl_calls()
+        import pdb
+        debugger = pdb.Pdb()
+        debugger.set_break(eagerctl.__file__, 1)
+        watched = [_hook.WATCH.on, eagerctl_calls()]
+        print(json.dumps({"plain": plain, "watched": watched}))
+        """
+    )
+    assert got["plain"] == {"_make_property.<locals>._run_functions_eagerly": 10}
+    on, calls = got["watched"]  # type: ignore[misc]
+    assert on is True
+    assert calls.get("_retrying") == 10, calls
+
