@@ -14,6 +14,7 @@ run it again eagerly (`rerun`), put back what the failed call left, raise
 from __future__ import annotations
 
 import sys
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,8 @@ def _checker(plan: state.Plan, check_variables: bool) -> Any:
 
         fn = tf.function(all_finite, autograph=False, reduce_retracing=True)
         OWN.add(id(fn))
+        # Its id goes with it: a user's tf.function created later at the same address is monitored.
+        weakref.finalize(fn, OWN.discard, id(fn))
         plan.checkers[check_variables] = fn
     return fn
 

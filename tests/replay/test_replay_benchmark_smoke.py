@@ -19,7 +19,7 @@ def test_replay_benchmark_runs_and_counts_the_kept_bytes() -> None:
 
     row = bench.measure("tiny", bench.tiny, rounds=1, seconds=0.002)
     assert row["written_variables"] == 1 and row["written_bytes"] == 4  # one float32 variable
-    assert set(row["ratio"]) == {"compiled", "replay", "replay_vars", "check_numerics", "eager"}
+    assert set(row["ratio"]) == {"compiled", "replay", "replay_vars", "check_numerics", "eager", "copy_floor"}
     assert row["ratio"]["compiled"] == 1.0
     text = bench.table([row])
     assert text.splitlines()[0].startswith("| train step | compiled | replay() |")
@@ -42,6 +42,8 @@ def test_the_runner_has_the_replay_rows(tmp_path: Path, capsys: Any) -> None:
     assert mlp["bound"] == 1.10 and isinstance(mlp["met"], bool) and mlp["ratio"] > 0
     assert "`enable_check_numerics()`: " in mlp["anchor"]
     sides = mlp["replay"]["ratio"]
-    assert set(sides) == {"compiled", "replay", "replay_vars", "check_numerics"} and sides["compiled"] == 1.0
+    assert set(sides) == {"compiled", "replay", "replay_vars", "check_numerics", "copy_floor"}
+    assert sides["compiled"] == 1.0
+    assert "that copy alone (the step with a read of them held, no eagerctl): " in mlp["note"]
     assert mlp["replay"]["written_variables"] == 19  # 3 kernels + 3 biases, Adam's two slots each, iterations
     assert figures["replay_fixed"]["bound"] is None
