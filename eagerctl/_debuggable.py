@@ -313,6 +313,8 @@ class _Settings:
         if not self.plain or self.kind == "coroutine":
             return self
         scope, tf_type, inner, hook, settings = self.scope, self.tf_type, self.inner, _hook, self
+        # A tf.function's Python function is fixed when it is created: looked up once, not per call.
+        python_function = inner.python_function if tf_type is not None else None
 
         def fast_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if not hook.installed:
@@ -320,9 +322,9 @@ class _Settings:
             if tf_type is None:
                 body = wrapped
             elif wrapped is inner:
-                body = wrapped.python_function
+                body = python_function
             else:  # a method (see `_body`)
-                body, args = inner.python_function, (instance, *args)
+                body, args = python_function, (instance, *args)
             if not hook.eager_state.is_eager:
                 return settings._call_while_tracing(body, args, kwargs)
             act = Activation(scope, _getframe(1))  # checked for tracing above
