@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import normalise
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -59,34 +60,7 @@ def _keras_major() -> int:
     return int(str(keras.__version__).split(".")[0])
 
 
-# -- normalisation ------------------------------------------------------------
-
-_TF_LOG = re.compile(
-    r"^(?:(?:WARNING|INFO|ERROR):tensorflow:|WARNING:absl:|[WIE]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\]|"
-    r"WARNING: All log messages before absl::InitializeLog|\d{4}-\d\d-\d\d [\d:.]+: [IWE] )"
-)
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
-_TIME = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e-?\d+)? ?(?:ns|us|µs|ms|s)\b")
-# A speed ratio is a measurement only where compare and the demo print one ("slowdown 7.1x",
-# "eager 4.0x faster"): the figure is normalised, the words are not, so a page showing the one
-# while the code prints the other fails.
-_RATIO = re.compile(r"(?<=slowdown )\d+(?:\.\d+)?x\b|(?<=eager )\d+(?:\.\d+)?x(?= faster)")
-_PY_PATH = re.compile(r"(?:/[\w.+-]+)+/([\w.-]+\.py)")
-
-
-def normalise(text: str, *, example_file: Path | None = None, title: str | None = None) -> list[str]:
-    if example_file is not None:
-        text = text.replace(str(example_file), title or example_file.name)
-        text = text.replace(example_file.name, title or example_file.name)
-    lines = []
-    for raw in text.splitlines():
-        if _TF_LOG.match(raw):
-            continue
-        line = _PY_PATH.sub(r"\1", _ADDRESS.sub("0x...", raw))
-        lines.append(_RATIO.sub("<n>x", _TIME.sub("<time>", line)).rstrip())
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
+# -- normalisation (`normalise`, in helpers: the notebook test uses it too) ----
 
 
 def expected_output(example: Any) -> str | None:

@@ -33,9 +33,9 @@ from typing import Any
 
 import nbclient
 import nbformat
+from helpers import normalise
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
-from test_docs_examples import normalise
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "examples" / "debugging_in_a_notebook.ipynb"

@@ -189,3 +189,19 @@ def test_ci_runs_the_readme_quickstart_verbatim() -> None:
     assert "\n  run_tests .venv/bin/python\n" in ci  # command 2, with only the exit-5 check added
     getting_started = (ROOT / "docs" / "getting-started.md").read_text()
     assert f"\n{commands[0]}\n{commands[1]}\n" in getting_started
+
+
+def test_every_module_of_the_installed_package_imports() -> None:
+    """The package as installed (the wheel in CI) has every module its lazy imports reach."""
+    import importlib
+    import pkgutil
+
+    import eagerctl
+
+    names = [m.name for m in pkgutil.walk_packages(eagerctl.__path__, "eagerctl.")
+             if not m.name.endswith(".__main__")]  # `python -m eagerctl`: importing it runs the command
+    assert {"eagerctl._replay", "eagerctl._island", "eagerctl._bisect", "eagerctl._breakpoints"} <= set(names)
+    for name in names:
+        importlib.import_module(name)
+    for name in eagerctl.__all__:  # the lazily loaded names too
+        assert getattr(eagerctl, name) is not None, name
