@@ -72,7 +72,7 @@ SIDES = ("compiled", "replay", "replay_vars", "check_numerics", "eager", "copy_f
 
 
 def _holding_a_read(step: Any, args: tuple[Any, ...]) -> _harness.Runner:
-    """The plain step, a read of the variables it writes held across each call (no eagerctl around it)."""
+    """The plain step with replay's read of the variables it writes held across each call, and nothing else."""
     from eagerctl._replay import state
 
     plan = state.plan_for(step, args, {})
@@ -189,7 +189,7 @@ def rows(cfg: Any) -> list[Any]:
             r["replay"], f"at most {TARGET:.2f}", bound=TARGET,
             note=(f"with `check_variables=True` {r['replay_vars']:.3f}x; kept per step: one copy of the "
                   f"{m['written_variables']} variables it writes, {fmt_bytes(m['written_bytes'])}; "
-                  f"that copy alone (the step with a read of them held, no eagerctl): "
+                  f"that copy alone (the plain step with the same read of them held across it): "
                   f"{r['copy_floor']:.3f}x"),
             data={"replay": m}).judge())
     m = measure("tiny", tiny, rounds=cfg.workload_rounds, seconds=cfg.workload_seconds,

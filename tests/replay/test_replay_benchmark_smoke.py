@@ -44,6 +44,6 @@ def test_the_runner_has_the_replay_rows(tmp_path: Path, capsys: Any) -> None:
     sides = mlp["replay"]["ratio"]
     assert set(sides) == {"compiled", "replay", "replay_vars", "check_numerics", "copy_floor"}
     assert sides["compiled"] == 1.0
-    assert "that copy alone (the step with a read of them held, no eagerctl): " in mlp["note"]
+    assert "that copy alone (the plain step with the same read of them held across it): " in mlp["note"]
     assert mlp["replay"]["written_variables"] == 19  # 3 kernels + 3 biases, Adam's two slots each, iterations
     assert figures["replay_fixed"]["bound"] is None
