@@ -80,6 +80,25 @@ def measure(n_layers: int) -> dict[str, Any]:
     }
 
 
+TARGET_SECONDS = 10.0  # issue 20: a 50-layer bisect under 10 s on this machine
+
+
+def rows(cfg: Any) -> list[Any]:
+    """The runner's `bisect` group: one row, the 50-layer model (8 layers with `--quick`)."""
+    from benchmarks._figures import Row, fmt_time
+
+    m = measure(8 if cfg.quick else 50)
+    within = m["runs"] <= m["bound"]
+    return [Row(
+        f"bisect_{m['layers']}", f"`bisect` on a {m['layers']}-layer Keras train step (one culprit layer)",
+        f"{fmt_time(m['seconds'])}, {m['runs']} runs", f"{TARGET_SECONDS:.0f} s; runs at most "
+        f"2*log2(N)+2 = {m['bound']:.1f} for {m['candidates']} candidates",
+        m["seconds"] / TARGET_SECONDS, f"under {TARGET_SECONDS:.0f} s, runs within the bound, culprit named",
+        1.0, note=(f"{m['candidates']} candidates, {m['runs']} runs ({'within' if within else 'over'} the "
+                   f"bound), {m['traces']} traces; culprit named: {'yes' if m['found'] else 'no'}"),
+        data={"bisect": m}).judge(within and m["found"])]
+
+
 def table(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| layers | candidates | runs | traces | bound 2*log2(N)+2 | seconds | culprit named |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]

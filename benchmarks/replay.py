@@ -72,7 +72,7 @@ SIDES = ("compiled", "replay", "replay_vars", "check_numerics", "eager", "copy_f
 
 
 def _holding_a_read(step: Any, args: tuple[Any, ...]) -> _harness.Runner:
-    """The plain step with replay's read of the variables it writes held across each call, and nothing else."""
+    """The plain step with replay's read of the variables it writes held across each call, nothing else."""
     from eagerctl._replay import state
 
     plan = state.plan_for(step, args, {})

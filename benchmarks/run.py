@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks import _figures, _islands, _report, replay
+from benchmarks import _figures, _islands, _report, bisect_runs, replay
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 GROUPS = ("hook", "scopes", "debuggable", "exit", "threads", "memory", "islands", "island_speed", "crossover",
-          "replay", "import", "steps")
+          "replay", "bisect", "import", "steps")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "island_speed": _islands.island_speed,
         "crossover": _islands.crossover,
         "replay": replay.rows,
+        "bisect": bisect_runs.rows,
         "import": _figures.import_time,
     }
     rows: list[_figures.Row] = []

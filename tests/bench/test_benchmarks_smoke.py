@@ -93,3 +93,16 @@ def test_quick_run_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.Cap
         assert figures["debuggable_call"]["eagerctl"] == "not available"
     if plot:
         assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_runner_has_the_bisect_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--only bisect`: the seconds and runs of one bisect, judged on time, run bound and culprit."""
+    out_json = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "bisect", "--json", str(out_json)]) == 0
+    assert "| `bisect` on a 8-layer Keras train step (one culprit layer) | " in capsys.readouterr().out
+    (row,) = json.loads(out_json.read_text())["figures"]
+    measured = row["bisect"]
+    assert row["key"] == "bisect_8" and row["bound"] == 1.0
+    assert row["ratio"] == pytest.approx(measured["seconds"] / 10.0)
+    assert measured["found"] is True and measured["candidates"] == 9
+    assert row["met"] is (measured["runs"] <= measured["bound"] and row["ratio"] <= 1.0)
