@@ -166,3 +166,11 @@ def test_ops_outside_tf_function_are_eager_whatever_the_flag() -> None:
         assert tf.executing_eagerly()
         assert int(tf.constant(2) + tf.constant(3)) == 5
     tf.config.run_functions_eagerly(False)
+
+
+def test_eager_scope_builds_the_same_object_as_the_scope_constructor() -> None:
+    """`eager_scope()` sets a Scope's fields itself (no `__init__` call, for speed): all of them."""
+    built, constructed = eagerctl.eager_scope(False, process=True), eagerctl.Scope(False, True, "eager_scope")
+    for name in eagerctl.Scope.__slots__:
+        assert getattr(built, name) == getattr(constructed, name), name
+    assert repr(built) == repr(constructed) == "eager_scope(False, process=True)"
